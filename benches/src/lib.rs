@@ -1,0 +1,1 @@
+//! Criterion benchmarks for shmpar live in `benches/benches/`.

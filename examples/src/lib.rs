@@ -1,0 +1,1 @@
+//! Runnable examples for shmpar live in `examples/examples/`.

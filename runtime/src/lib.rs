@@ -1,0 +1,5 @@
+//! # shmpar
+//!
+//! Parallel compute over n-dimensional arrays in shared memory.
+
+pub use shmpar_core as core;
