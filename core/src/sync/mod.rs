@@ -1,44 +1,191 @@
 //! Process-shared synchronization that lives inside a segment: a barrier
 //! and a robust lock, both built on *shared* futexes.
 //!
-//! Each state struct is exactly one cache line, `#[repr(C)]`, so its layout
-//! is part of the segment format (`docs/segment-layout.md`).
+//! Each state struct is exactly one cache line, `#[repr(C)]`, made only of
+//! `u32` atomics and reserved padding, so its layout is part of the segment
+//! format (`docs/segment-layout.md`). All-zero bytes are a valid fresh state
+//! of both structs, because a segment is created zero-filled. The protocols,
+//! their memory orderings and the byte layout are described in this module's
+//! design note, `core/src/sync/README.md`.
+//!
+//! * [`Barrier`] is a handle over a [`BarrierState`]: every participant
+//!   process calls [`Barrier::wait`] once per phase.
+//! * [`ShmLock`] is a handle over a [`LockState`]: a mutual-exclusion lock
+//!   that tells the next locker when its previous owner died holding it.
+//!
+//! Under `--cfg loom` the atomics are loom's and the futex is emulated with a
+//! loom mutex and condition variable, so the protocols are model-checked
+//! (`core/tests/loom_sync.rs`).
 
-#[cfg(not(loom))]
-use std::sync::atomic::AtomicU32;
+mod barrier;
+mod futex;
+mod lock;
 
-#[cfg(loom)]
-use loom::sync::atomic::AtomicU32;
+pub use barrier::{Barrier, BarrierWaitResult, MAX_PARTIES, SpinPolicy};
+pub use lock::{LockGuard, ShmLock};
+
+/// The atomics shim: std's atomics normally, loom's under `cfg(loom)`.
+pub(crate) mod atomic {
+    #[cfg(loom)]
+    pub(crate) use loom::sync::atomic::{AtomicU32, Ordering, fence};
+    #[cfg(not(loom))]
+    pub(crate) use std::sync::atomic::{AtomicU32, Ordering, fence};
+}
+
+use atomic::AtomicU32;
+
+/// One busy-wait step: the CPU's pause hint, or a loom yield under loom.
+#[inline]
+pub(crate) fn spin_loop() {
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+    #[cfg(loom)]
+    loom::hint::spin_loop();
+}
 
 /// The barrier's words in shared memory: one cache line.
+///
+/// All-zero bytes are a valid state (no parties set yet); a coordinator calls
+/// [`Barrier::reset`] once before participants use it.
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct BarrierState {
-    /// Generation counter and futex word; its top bit marks the barrier poisoned.
+    /// Futex word. Bits 0..=29: generation (wraps); bit 30: somebody sleeps
+    /// in `FUTEX_WAIT` on this word; bit 31: poisoned.
     pub(crate) epoch: AtomicU32,
     /// Participants that have arrived in the current generation.
     pub(crate) count: AtomicU32,
-    /// Participants needed to complete a generation.
+    /// Participants needed to complete a generation (0: not set up yet).
     pub(crate) parties: AtomicU32,
-    /// Participants sleeping in the kernel (so the last arriver skips the wake syscall when none sleep).
-    pub(crate) sleepers: AtomicU32,
-    _reserved: [u32; 12],
+    _reserved: [u32; 13],
 }
 
 /// The lock's words in shared memory: one cache line.
+///
+/// All-zero bytes are a valid state (unlocked, never owned).
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct LockState {
-    /// Futex word: 0 when free, else the owner's thread id with flag bits.
+    /// Futex word. 0: unlocked; else bits 0..=29 hold the owner's thread id
+    /// and bit 31 says some locker may sleep in `FUTEX_WAIT`.
     pub(crate) word: AtomicU32,
-    /// Low half of the owner's process start time (pid reuse guard).
+    /// The owner's thread id, published *after* `owner_start_*` (so a reader
+    /// that sees its own view of `word` here may trust the start time).
+    pub(crate) owner_tid: AtomicU32,
+    /// Low half of the owner thread's start time (clock ticks since boot,
+    /// `/proc/<tid>/stat` field 22): the guard against thread id reuse.
     pub(crate) owner_start_lo: AtomicU32,
-    /// High half of the owner's process start time.
+    /// High half of the owner thread's start time.
     pub(crate) owner_start_hi: AtomicU32,
-    _reserved: [u32; 13],
+    _reserved: [u32; 12],
 }
 
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<BarrierState>() == 64);
 #[cfg(not(loom))]
+const _: () = assert!(std::mem::align_of::<BarrierState>() == 64);
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<LockState>() == 64);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::align_of::<LockState>() == 64);
+
+impl BarrierState {
+    /// A fresh state, identical to all-zero bytes: no parties set up yet.
+    ///
+    /// States inside a segment are not built with this (the segment is
+    /// zero-filled); it is for barriers in ordinary memory and for tests.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            epoch: AtomicU32::new(0),
+            count: AtomicU32::new(0),
+            parties: AtomicU32::new(0),
+            _reserved: [0; 13],
+        }
+    }
+
+    /// A fresh state, identical to all-zero bytes: no parties set up yet.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            epoch: AtomicU32::new(0),
+            count: AtomicU32::new(0),
+            parties: AtomicU32::new(0),
+            _reserved: [0; 13],
+        }
+    }
+}
+
+impl Default for BarrierState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LockState {
+    /// A fresh, unlocked state, identical to all-zero bytes.
+    ///
+    /// States inside a segment are not built with this (the segment is
+    /// zero-filled); it is for locks in ordinary memory and for tests.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            word: AtomicU32::new(0),
+            owner_tid: AtomicU32::new(0),
+            owner_start_lo: AtomicU32::new(0),
+            owner_start_hi: AtomicU32::new(0),
+            _reserved: [0; 12],
+        }
+    }
+
+    /// A fresh, unlocked state, identical to all-zero bytes.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            word: AtomicU32::new(0),
+            owner_tid: AtomicU32::new(0),
+            owner_start_lo: AtomicU32::new(0),
+            owner_start_hi: AtomicU32::new(0),
+            _reserved: [0; 12],
+        }
+    }
+}
+
+impl Default for LockState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    #[test]
+    fn layouts_match_the_design_note() {
+        assert_eq!(offset_of!(BarrierState, epoch), 0);
+        assert_eq!(offset_of!(BarrierState, count), 4);
+        assert_eq!(offset_of!(BarrierState, parties), 8);
+        assert_eq!(offset_of!(LockState, word), 0);
+        assert_eq!(offset_of!(LockState, owner_tid), 4);
+        assert_eq!(offset_of!(LockState, owner_start_lo), 8);
+        assert_eq!(offset_of!(LockState, owner_start_hi), 12);
+    }
+
+    #[test]
+    fn new_states_are_all_zero_bytes() {
+        let barrier = BarrierState::new();
+        let lock = LockState::new();
+        // SAFETY: both structs are 64 bytes of initialized u32 atomics and
+        // u32 padding (no padding bytes), so reading them as bytes is sound.
+        let (b, l) = unsafe {
+            (
+                std::slice::from_raw_parts((&raw const barrier).cast::<u8>(), 64),
+                std::slice::from_raw_parts((&raw const lock).cast::<u8>(), 64),
+            )
+        };
+        assert!(b.iter().all(|&x| x == 0));
+        assert!(l.iter().all(|&x| x == 0));
+    }
+}
