@@ -23,7 +23,9 @@ pub enum Error {
     },
 
     /// A segment or file of that name already exists; it is never reused or clobbered.
-    #[error("segment {name} already exists; shmpar never takes over an existing name (pick another name, or attach to it)")]
+    #[error(
+        "segment {name} already exists; shmpar never takes over an existing name (pick another name, or attach to it)"
+    )]
     AlreadyExists {
         /// The segment name or file path.
         name: String,

@@ -1,0 +1,88 @@
+//! A second process for `shmpar-core`'s integration tests: it attaches to
+//! or creates segments as told on its command line and reports the outcome
+//! on stdout, one line, so tests can assert it.
+//!
+//! Usage:
+//! - `attach-fill NAME VALUE`: attach to an f64 array of any rank and fill it;
+//! - `attach-file-fill PATH VALUE`: the same for a file-backed array;
+//! - `attach-as NAME DTYPE RANK`: attach with that element type and rank,
+//!   print `ok` or the error's variant name;
+//! - `create NAME ELEMENTS`: create an f64 array, print `created` or the error;
+//! - `create-file PATH ELEMENTS`: the same, backed by a file;
+//! - `create-hold NAME`: create a small array, print `ready`, wait for stdin to close.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use ndarray::{Ix1, Ix2, Ix3, IxDyn};
+use shmpar_core::{Error, SegmentOptions, SharedArray};
+
+fn variant(err: &Error) -> String {
+    let debug = format!("{err:?}");
+    debug.split([' ', '{', '(']).next().unwrap_or_default().to_owned()
+}
+
+fn attach_as<T: shmpar_core::Element>(name: &str, rank: &str) -> Result<(), Error> {
+    match rank {
+        "1" => SharedArray::<T, Ix1>::attach(name).map(drop),
+        "2" => SharedArray::<T, Ix2>::attach(name).map(drop),
+        "3" => SharedArray::<T, Ix3>::attach(name).map(drop),
+        _ => SharedArray::<T, IxDyn>::attach(name).map(drop),
+    }
+}
+
+fn run(args: &[String]) -> Result<String, Error> {
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["attach-fill", name, value] => {
+            let mut a = SharedArray::<f64, IxDyn>::attach(name)?;
+            a.view_mut().fill(value.parse().expect("a number"));
+            Ok("filled".into())
+        }
+        ["attach-file-fill", path, value] => {
+            let mut a = SharedArray::<f64, IxDyn>::attach_file(path)?;
+            a.view_mut().fill(value.parse().expect("a number"));
+            Ok("filled".into())
+        }
+        ["attach-as", name, dtype, rank] => {
+            match *dtype {
+                "f32" => attach_as::<f32>(name, rank),
+                "i32" => attach_as::<i32>(name, rank),
+                _ => attach_as::<f64>(name, rank),
+            }?;
+            Ok("ok".into())
+        }
+        ["create", name, elements] => {
+            let n: usize = elements.parse().expect("a count");
+            let _a = SharedArray::<f64, _>::create_with(&SegmentOptions::new().name(name), n)?;
+            Ok("created".into())
+        }
+        ["create-file", path, elements] => {
+            let n: usize = elements.parse().expect("a count");
+            let _a = SharedArray::<f64, _>::create_with(&SegmentOptions::new().file(path), n)?;
+            Ok("created".into())
+        }
+        ["create-hold", name] => {
+            let a = SharedArray::<f64, _>::create_with(&SegmentOptions::new().name(name), 16)?;
+            println!("ready {}", a.name());
+            std::io::stdout().flush().ok();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).ok();
+            Ok("released".into())
+        }
+        _ => panic!("unknown command {args:?}"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            println!("{} {err}", variant(&err));
+            ExitCode::from(2)
+        }
+    }
+}
