@@ -11,9 +11,9 @@
 //! * [Reductions](crate::reduce) split into per-chunk partials and an
 //!   associative combine: [`sum`], [`mean`], [`min`], [`max`], [`var`],
 //!   [`std()`], [`dot`], [`norm`], [`histogram`].
-//! * A [stencil](crate::stencil): one step of 1-D and 2-D heat diffusion
+//! * A [`stencil`]: one step of 1-D and 2-D heat diffusion
 //!   for a chunk of rows, double-buffered.
-//! * A [catalog](crate::catalog) of the kernels by name, for the CLI.
+//! * A [`catalog`] of the kernels by name, for the CLI.
 //!
 //! The hot loops are compiled for the SSE2 baseline and for AVX2 and
 //! chosen at run time ([`simd`]), so no `-C target-cpu=native` is needed;

@@ -311,12 +311,30 @@ pub(crate) fn extrema_slice<T: Float>(xs: &[T]) -> Extrema<T> {
             return Extrema { min, max, nan };
         }
     }
+    // Independent lanes break the compare-select dependency chain; the
+    // SSE2 baseline then runs several chains at once.
+    const L: usize = 8;
+    let mut lo = [T::INFINITY; L];
+    let mut hi = [T::NEG_INFINITY; L];
+    let mut nan = [false; L];
+    let mut chunks = xs.chunks_exact(L);
+    for c in &mut chunks {
+        for j in 0..L {
+            let x = c[j];
+            lo[j] = if x < lo[j] { x } else { lo[j] };
+            hi[j] = if x > hi[j] { x } else { hi[j] };
+            nan[j] |= x.is_nan();
+        }
+    }
     let mut out = Extrema {
         min: T::INFINITY,
         max: T::NEG_INFINITY,
-        nan: false,
+        nan: nan.contains(&true),
     };
-    for &x in xs {
+    for j in 0..L {
+        out.absorb(lo[j], hi[j]);
+    }
+    for &x in chunks.remainder() {
         out.absorb(x, x);
         out.nan |= x.is_nan();
     }
