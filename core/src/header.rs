@@ -232,7 +232,8 @@ impl Layout {
         }
     }
 
-    /// Reads and validates the header of a mapped segment of `size` bytes.
+    /// Reads and validates the header at `base`, of an object of `size`
+    /// bytes of which the first `readable` are at `base`.
     ///
     /// # Errors
     /// A typed error for each way the header can be wrong: [`Error::Truncated`],
@@ -240,9 +241,11 @@ impl Layout {
     /// [`Error::Initializing`] and [`Error::CorruptHeader`].
     ///
     /// # Safety
-    /// `base` must point to `size` readable bytes that stay mapped for the
-    /// duration of the call.
-    pub(crate) unsafe fn read(base: *const u8, size: usize, name: &str) -> Result<Layout> {
+    /// `base` must point to `readable` readable bytes, aligned for
+    /// [`Header`], that stay valid for the duration of the call; `readable`
+    /// is at least `min(size, HEADER_SIZE)`.
+    pub(crate) unsafe fn read(base: *const u8, readable: usize, size: usize, name: &str) -> Result<Layout> {
+        debug_assert!(readable >= size.min(HEADER_SIZE));
         if size == 0 {
             // shm_open(O_CREAT) and the space reservation are two steps: a
             // zero-sized object is one whose creator has not got further.

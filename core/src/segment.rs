@@ -146,9 +146,9 @@ pub struct Segment {
     mapping: Mapping,
     location: Location,
     layout: Layout,
-    /// (device, inode) of the object we created, so drop never removes a
-    /// namesake created by someone else after ours was unlinked.
-    created: Option<(u64, u64)>,
+    /// (device, inode) of the object, so drop never removes a namesake
+    /// created by someone else after ours was unlinked.
+    identity: (u64, u64),
     unlink_on_drop: bool,
 }
 
@@ -296,7 +296,7 @@ impl Segment {
         Ok(Segment {
             mapping,
             unlink_on_drop: !options.persist,
-            created: Some(identity),
+            identity,
             location,
             layout,
         })
@@ -333,7 +333,7 @@ impl Segment {
             Location::File(path) => sys::file_open(path).map(Handle::File),
         }
         .map_err(|e| open_error(location, "open", e))?;
-        let (size, _) = sys::stat(&handle).map_err(|e| open_error(location, "fstat", e))?;
+        let (size, identity) = sys::stat(&handle).map_err(|e| open_error(location, "fstat", e))?;
         let size = usize::try_from(size).map_err(|_| Error::CorruptHeader {
             name: location.display_name(),
             reason: "the object is larger than the address space".into(),
@@ -346,12 +346,12 @@ impl Segment {
         drop(handle);
         // SAFETY: the mapping covers `size` readable bytes and lives until
         // the end of this function at least.
-        let layout = unsafe { Layout::read(mapping.ptr(), mapping.len(), &name)? };
+        let layout = unsafe { Layout::read(mapping.ptr(), mapping.len(), mapping.len(), &name)? };
         Ok(Segment {
             mapping,
             location: location.clone(),
             layout,
-            created: None,
+            identity,
             unlink_on_drop: false,
         })
     }
@@ -384,6 +384,13 @@ impl Segment {
     /// Who created the segment.
     pub fn creator(&self) -> ProcessId {
         self.layout.creator
+    }
+
+    /// The (device, inode) pair of the object behind the segment: two
+    /// handles with the same identity map the same memory, and a segment
+    /// unlinked and recreated under the same name gets a new identity.
+    pub fn identity(&self) -> (u64, u64) {
+        self.identity
     }
 
     /// Whether dropping this handle removes the segment's name.
@@ -543,23 +550,104 @@ impl Segment {
     }
 }
 
+/// Reads and validates the header of the segment at `location` without
+/// mapping it and without write access: what `shmpar ls` and `shmpar gc`
+/// use to look at segments they do not own.
+///
+/// # Errors
+/// As [`Segment::open`].
+pub fn peek(location: &Location) -> Result<Layout> {
+    let (bytes, size) = read_head(location)?;
+    let size = usize::try_from(size).map_err(|_| Error::CorruptHeader {
+        name: location.display_name(),
+        reason: "the object is larger than the address space".into(),
+    })?;
+    // SAFETY: `bytes` is one `Header`, `HEADER_SIZE` readable and aligned
+    // bytes (zero past the object's end), which covers `min(size, HEADER_SIZE)`.
+    unsafe {
+        Layout::read(
+            bytes.as_ptr().cast(),
+            header::HEADER_SIZE,
+            size,
+            &location.display_name(),
+        )
+    }
+}
+
+/// The creator recorded in a segment's header, if the segment starts with
+/// the shmpar magic, whatever state it is in: for finding the orphans of
+/// creators that died while initializing.
+pub fn peek_creator(location: &Location) -> Option<ProcessId> {
+    let (bytes, size) = read_head(location).ok()?;
+    if size < header::HEADER_SIZE as u64 {
+        return None;
+    }
+    let header = &bytes[0];
+    (header.magic == header::MAGIC).then_some(ProcessId {
+        pid: header.creator_pid,
+        start_time: header.creator_start_time,
+    })
+}
+
+/// The first `HEADER_SIZE` bytes of the object (zero-padded) and its size.
+fn read_head(location: &Location) -> Result<(Box<[Header]>, u64)> {
+    use std::os::unix::fs::FileExt;
+    let path = match location {
+        Location::Shm(bare) => PathBuf::from("/dev/shm").join(name::validate(bare)?),
+        Location::File(path) => path.clone(),
+    };
+    let file = std::fs::File::open(&path).map_err(|e| open_error(location, "open", e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| open_error(location, "fstat", e))?
+        .len();
+    // SAFETY: all-zero bytes are a valid `Header` (atomics and integers).
+    let mut head: Box<[Header]> = unsafe { Box::new_zeroed_slice(1).assume_init() };
+    // SAFETY: the slice is one `Header`, `HEADER_SIZE` bytes, and any bytes
+    // are valid for its fields; we only write plain bytes into it.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(head.as_mut_ptr().cast::<u8>(), header::HEADER_SIZE) };
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match file.read_at(&mut bytes[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(open_error(location, "read", e)),
+        }
+    }
+    Ok((head, size))
+}
+
+/// Removes the name at `location` if it still names the object with
+/// `identity` (from [`Segment::identity`]); returns whether it did.
+/// A namesake created after the original was removed is left alone.
+///
+/// # Errors
+/// [`Error::Io`] if the removal itself fails.
+pub fn unlink_if(location: &Location, identity: (u64, u64)) -> Result<bool> {
+    let current = match location {
+        Location::Shm(bare) => {
+            sys::shm_open_existing(&name::to_c(&name::validate(bare)?)).and_then(|fd| sys::stat(&fd))
+        }
+        Location::File(path) => sys::file_open(path).and_then(|f| sys::stat(&f)),
+    };
+    match current {
+        Ok((_, id)) if id == identity => match remove_name(location) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(open_error(location, "unlink", e)),
+        },
+        _ => Ok(false),
+    }
+}
+
 impl Drop for Segment {
     fn drop(&mut self) {
-        if !self.unlink_on_drop {
-            return;
-        }
         // Remove the name only if it still names the object we created: if
         // ours was unlinked and someone created a namesake, leave theirs be.
-        let still_ours = match &self.location {
-            Location::Shm(bare) => sys::shm_open_existing(&name::to_c(bare))
-                .ok()
-                .and_then(|fd| sys::stat(&fd).ok()),
-            Location::File(path) => sys::file_open(path).ok().and_then(|f| sys::stat(&f).ok()),
-        }
-        .map(|(_, identity)| Some(identity) == self.created)
-        .unwrap_or(false);
-        if still_ours {
-            let _ = remove_name(&self.location);
+        if self.unlink_on_drop {
+            let _ = unlink_if(&self.location, self.identity);
         }
     }
 }

@@ -1,5 +1,40 @@
 //! # shmpar
 //!
-//! Parallel compute over n-dimensional arrays in shared memory.
+//! Parallel compute over n-dimensional arrays in shared memory. A
+//! coordinator creates arrays in named POSIX shared-memory segments; worker
+//! processes attach to them by name and run kernels, written as plain Rust
+//! closures, on chunks of rows *in place*: no pickling, no copy, the data
+//! exists once.
+//!
+//! ```
+//! # fn main() -> Result<(), shmpar::Error> {
+//! use shmpar::{Pool, SharedArray};
+//!
+//! let pool = Pool::builder().workers(2).build()?;
+//! let mut a = SharedArray::<f64, _>::create(1_000_000)?;
+//! pool.for_each_chunk(&mut a, |mut chunk| chunk.fill(-4.0))?;
+//! pool.for_each_chunk(&mut a, |mut chunk| chunk.mapv_inplace(|x| x.abs().sqrt()))?;
+//! let sum = pool.map_reduce(&a, |chunk| chunk.sum(), |x, y| x + y)?;
+//! assert_eq!(sum / a.len() as f64, 2.0);
+//! # Ok(()) }
+//! ```
+//!
+//! `docs/runtime.md` explains the process model, fork versus spawn, phases,
+//! reductions and failure handling.
 
-pub use shmpar_core as core;
+pub mod error;
+pub mod gc;
+mod job;
+mod partial;
+mod pool;
+mod scope;
+mod spawn;
+mod sys;
+
+pub use error::{Cause, Error, PoolHealth, Result};
+pub use job::Ctx;
+pub use partial::{Pod, Serde, Transfer};
+pub use pool::{MAX_PARAMS_BYTES, MAX_POOL_WORKERS, Pool, PoolBuilder, Start};
+pub use scope::Scope;
+pub use shmpar_core::{self as core, DType, Element, Location, Segment, SegmentOptions, SharedArray};
+pub use spawn::init;

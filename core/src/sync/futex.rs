@@ -22,22 +22,23 @@ use super::atomic::AtomicU32;
 
 /// How a [`wait`] returned. Every outcome means "look at the word again".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WaitOutcome {
+pub enum WaitOutcome {
     /// Woken by a [`wake`] (or, outside loom, possibly spuriously).
     Woken,
     /// The word did not hold the expected value (`EAGAIN`).
     ValueChanged,
-    /// A signal handler ran (`EINTR`).
+    /// A signal handler ran (`EINTR`); never under loom.
+    #[cfg_attr(loom, allow(dead_code))]
     Interrupted,
     /// The relative timeout elapsed (`ETIMEDOUT`).
     TimedOut,
 }
 
 #[cfg(not(loom))]
-pub(crate) use real::{wait, wake};
+pub use real::{wait, wake};
 
 #[cfg(loom)]
-pub(crate) use emulated::{wait, wake};
+pub use emulated::{wait, wake};
 
 #[cfg(not(loom))]
 mod real {
@@ -50,11 +51,7 @@ mod real {
     ///
     /// Only for failures that cannot happen with a valid, aligned word
     /// (`EFAULT`, `EINVAL`, `ENOSYS`); the caller reports them.
-    pub(crate) fn wait(
-        word: &AtomicU32,
-        expected: u32,
-        timeout: Option<Duration>,
-    ) -> io::Result<WaitOutcome> {
+    pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<WaitOutcome> {
         let timespec = timeout.map(|t| libc::timespec {
             tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
             // Always below 1e9, so it fits every c_long.
@@ -93,7 +90,7 @@ mod real {
 
     /// Wakes up to `count` sleepers of the shared futex of `word` and returns
     /// how many were woken.
-    pub(crate) fn wake(word: &AtomicU32, count: u32) -> usize {
+    pub fn wake(word: &AtomicU32, count: u32) -> usize {
         let count = i32::try_from(count).unwrap_or(i32::MAX);
         // SAFETY:
         // - `word.as_ptr()` is a valid, 4-aligned u32 (borrowed); FUTEX_WAKE
@@ -139,11 +136,7 @@ mod emulated {
     }
 
     /// Loom model of `FUTEX_WAIT` (see the module docs).
-    pub(crate) fn wait(
-        word: &AtomicU32,
-        expected: u32,
-        timeout: Option<Duration>,
-    ) -> io::Result<WaitOutcome> {
+    pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<WaitOutcome> {
         let (mutex, condvar) = &*KERNEL;
         let mut table = mutex.lock().unwrap_or_else(|e| e.into_inner());
         // The kernel reads the word under the bucket lock with full ordering.
@@ -163,11 +156,7 @@ mod emulated {
         });
         loop {
             table = condvar.wait(table).unwrap_or_else(|e| e.into_inner());
-            if let Some(pos) = table
-                .waiters
-                .iter()
-                .position(|w| w.ticket == ticket && w.woken)
-            {
+            if let Some(pos) = table.waiters.iter().position(|w| w.ticket == ticket && w.woken) {
                 table.waiters.remove(pos);
                 return Ok(WaitOutcome::Woken);
             }
@@ -175,16 +164,12 @@ mod emulated {
     }
 
     /// Loom model of `FUTEX_WAKE`: wakes exactly `count` waiters on `word`.
-    pub(crate) fn wake(word: &AtomicU32, count: u32) -> usize {
+    pub fn wake(word: &AtomicU32, count: u32) -> usize {
         let (mutex, condvar) = &*KERNEL;
         let mut table = mutex.lock().unwrap_or_else(|e| e.into_inner());
         let addr = std::ptr::from_ref(word) as usize;
         let mut woken = 0usize;
-        for waiter in table
-            .waiters
-            .iter_mut()
-            .filter(|w| w.addr == addr && !w.woken)
-        {
+        for waiter in table.waiters.iter_mut().filter(|w| w.addr == addr && !w.woken) {
             if woken == count as usize {
                 break;
             }

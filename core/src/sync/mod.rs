@@ -22,6 +22,9 @@ mod futex;
 mod lock;
 
 pub use barrier::{Barrier, BarrierWaitResult, MAX_PARTIES, SpinPolicy};
+/// The shared futex, for protocols of other crates that live in a segment
+/// (the runtime's job posting). Never `FUTEX_PRIVATE_FLAG`.
+pub use futex::{WaitOutcome, wait as futex_wait, wake as futex_wake};
 pub use lock::{LockGuard, ShmLock};
 
 /// The atomics shim: std's atomics normally, loom's under `cfg(loom)`.

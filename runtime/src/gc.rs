@@ -1,0 +1,139 @@
+//! Finding shmpar segments in `/dev/shm`, and removing those whose creator
+//! died: what `shmpar ls` and `shmpar gc` do, and what each pool does at
+//! start.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use shmpar_core::segment::{self, Location};
+use shmpar_core::{DEFAULT_PREFIX, DType, Error as CoreError, ProcessId};
+
+/// A segment in `/dev/shm` that carries the shmpar header.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SegmentInfo {
+    /// The segment's name.
+    pub name: String,
+    /// Element type (`None` while initializing or when the header is corrupt).
+    pub dtype: Option<String>,
+    /// The array's shape.
+    pub shape: Vec<usize>,
+    /// The segment's size in bytes.
+    pub bytes: u64,
+    /// The creator's pid (0 when unknown).
+    pub creator_pid: i32,
+    /// Whether the creator runs (pid *and* start time match).
+    pub alive: bool,
+    /// `ready`, `initializing` or `corrupt: REASON`.
+    pub state: String,
+}
+
+/// Segments younger than this are never taken for orphans while their
+/// header is incomplete: their creator may still be writing it.
+const INIT_GRACE: Duration = Duration::from_secs(60);
+
+/// Lists every shmpar segment in `/dev/shm`, sorted by name.
+pub fn list() -> Vec<SegmentInfo> {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    let mut out: Vec<SegmentInfo> = dir
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter_map(|name| info(&name))
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// What `/dev/shm/NAME` is, if it is a shmpar segment.
+pub fn info(name: &str) -> Option<SegmentInfo> {
+    let location = Location::Shm(name.to_owned());
+    let bytes = std::fs::metadata(Path::new("/dev/shm").join(name)).ok()?.len();
+    let creator = segment::peek_creator(&location);
+    let mut info = SegmentInfo {
+        name: name.to_owned(),
+        dtype: None,
+        shape: Vec::new(),
+        bytes,
+        creator_pid: creator.map_or(0, |c| c.pid),
+        alive: creator.is_some_and(|c| c.is_alive()),
+        state: String::new(),
+    };
+    match segment::peek(&location) {
+        Ok(layout) => {
+            info.dtype = Some(layout.dtype.name().to_owned());
+            info.shape = layout.shape;
+            info.state = "ready".into();
+        }
+        Err(CoreError::Initializing { .. }) if creator.is_some() || name.starts_with(DEFAULT_PREFIX) => {
+            info.state = "initializing".into();
+        }
+        Err(CoreError::NotShmpar { .. } | CoreError::Initializing { .. } | CoreError::NotFound { .. }) => {
+            return None;
+        }
+        Err(e) if creator.is_some() => info.state = format!("corrupt: {e}"),
+        Err(_) => return None,
+    }
+    Some(info)
+}
+
+/// Whether `info` is an orphan: its creator is dead, or it never finished
+/// initializing and its creator is gone (or unknown and it is old).
+fn is_orphan(info: &SegmentInfo) -> bool {
+    if info.alive {
+        return false;
+    }
+    if info.state == "ready" || info.state.starts_with("corrupt") {
+        return info.creator_pid != 0;
+    }
+    // Initializing: a header without a creator is a creator that died
+    // between creating the name and writing the header, or one still
+    // writing; only age tells them apart.
+    let age = std::fs::metadata(Path::new("/dev/shm").join(&info.name))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    info.creator_pid != 0 || age > INIT_GRACE
+}
+
+/// Removes every orphaned shmpar segment (or, with `dry_run`, only lists
+/// them). Never removes a segment whose creator is alive; the creator's
+/// liveness is checked again right before each removal, and a segment
+/// another `gc` removed first is simply skipped.
+pub fn collect(dry_run: bool) -> Vec<SegmentInfo> {
+    let mut removed = Vec::new();
+    for info in list() {
+        if !is_orphan(&info) {
+            continue;
+        }
+        if dry_run {
+            removed.push(info);
+            continue;
+        }
+        // Re-read right before removing: the name may have been reused by
+        // a live creator since `list` looked.
+        let Some(fresh) = self::info(&info.name) else {
+            continue;
+        };
+        if !is_orphan(&fresh) {
+            continue;
+        }
+        if std::fs::remove_file(Path::new("/dev/shm").join(&fresh.name)).is_ok() {
+            removed.push(fresh);
+        }
+    }
+    removed
+}
+
+/// The creator of `name`, for `inspect`.
+pub fn creator(name: &str) -> Option<ProcessId> {
+    segment::peek_creator(&Location::Shm(name.to_owned()))
+}
+
+/// Parses a dtype name for the command line.
+pub fn parse_dtype(name: &str) -> Option<DType> {
+    DType::parse(name)
+}
