@@ -22,6 +22,7 @@
 //! `docs/runtime.md` explains the process model, fork versus spawn, phases,
 //! reductions and failure handling.
 
+mod backend;
 pub mod error;
 pub mod gc;
 mod job;
@@ -31,6 +32,7 @@ mod scope;
 mod spawn;
 mod sys;
 
+pub use backend::{Backend, BackendKind};
 pub use error::{Cause, Error, PoolHealth, Result};
 pub use job::Ctx;
 pub use partial::{Pod, Serde, Transfer};
