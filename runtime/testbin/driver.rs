@@ -1,0 +1,5 @@
+//! A coordinator for the runtime's integration tests.
+
+fn main() {
+    shmpar::init();
+}
