@@ -331,6 +331,21 @@ impl<T: Element, D: Dimension + RemoveAxis> SharedArray<T, D> {
         Ok(chunks)
     }
 
+    /// Maps the pages of rows `rows` (axis 0) into this process now, so
+    /// the first pass over them pays no page fault per 4 KiB page (on some
+    /// virtual machines a fault costs 10 µs: 2 s for 800 MB). A worker calls
+    /// it for its own chunk; best effort on kernels older than 5.14.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the kernel refuses.
+    pub fn prefault_rows(&self, rows: Range<usize>) -> Result<()> {
+        let row_bytes = self.dim.slice().iter().skip(1).product::<usize>() * size_of::<T>();
+        let start = rows.start.min(self.rows());
+        let end = rows.end.clamp(start, self.rows());
+        self.segment
+            .prefault_range(start * row_bytes, (end - start) * row_bytes)
+    }
+
     /// A mutable view of rows `rows` (axis 0) through a shared reference.
     ///
     /// # Errors

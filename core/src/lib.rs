@@ -27,6 +27,8 @@ mod array;
 #[cfg(not(loom))]
 pub mod chunk;
 #[cfg(not(loom))]
+pub mod cleanup;
+#[cfg(not(loom))]
 pub mod header;
 #[cfg(not(loom))]
 pub mod liveness;

@@ -8,6 +8,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::cleanup;
 use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::header::{self, Header, Layout, SLOT_HEADER, STATE_READY};
@@ -150,6 +151,8 @@ pub struct Segment {
     /// created by someone else after ours was unlinked.
     identity: (u64, u64),
     unlink_on_drop: bool,
+    /// Our slot in the signal-cleanup registry, while we own the name.
+    registered: Option<usize>,
 }
 
 impl fmt::Debug for Segment {
@@ -293,9 +296,14 @@ impl Segment {
         };
         guard.armed = false;
         drop(guard);
+        let registered = match &location {
+            Location::Shm(bare) if !options.persist => cleanup::register(bare),
+            _ => None,
+        };
         Ok(Segment {
             mapping,
             unlink_on_drop: !options.persist,
+            registered,
             identity,
             location,
             layout,
@@ -353,6 +361,7 @@ impl Segment {
             layout,
             identity,
             unlink_on_drop: false,
+            registered: None,
         })
     }
 
@@ -401,6 +410,13 @@ impl Segment {
     /// Keep the segment's name when this handle drops.
     pub fn persist(&mut self) {
         self.unlink_on_drop = false;
+        self.forget_registration();
+    }
+
+    fn forget_registration(&mut self) {
+        if let Some(index) = self.registered.take() {
+            cleanup::unregister(index);
+        }
     }
 
     /// Removes the segment's name now. Mappings, this one included, stay
@@ -410,7 +426,9 @@ impl Segment {
     /// [`Error::NotFound`] if the name is already gone, [`Error::Io`] otherwise.
     pub fn unlink(&mut self) -> Result<()> {
         self.unlink_on_drop = false;
-        remove_name(&self.location).map_err(|e| open_error(&self.location, "unlink", e))
+        let result = remove_name(&self.location).map_err(|e| open_error(&self.location, "unlink", e));
+        self.forget_registration();
+        result
     }
 
     /// Base of the data: `layout().data_len` bytes, page aligned.
@@ -429,6 +447,23 @@ impl Segment {
     pub fn prefault(&self) -> Result<()> {
         self.mapping
             .populate(self.layout.data_offset, self.layout.data_len)
+            .map_err(|source| Error::Io {
+                op: "madvise(MADV_POPULATE_WRITE)",
+                name: self.name(),
+                source,
+            })
+    }
+
+    /// Like [`prefault`](Self::prefault), for `len` bytes of the data from
+    /// byte `offset` (clamped to the data).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the kernel refuses.
+    pub fn prefault_range(&self, offset: usize, len: usize) -> Result<()> {
+        let offset = offset.min(self.layout.data_len);
+        let len = len.min(self.layout.data_len - offset);
+        self.mapping
+            .populate(self.layout.data_offset + offset, len)
             .map_err(|source| Error::Io {
                 op: "madvise(MADV_POPULATE_WRITE)",
                 name: self.name(),
@@ -646,8 +681,11 @@ impl Drop for Segment {
     fn drop(&mut self) {
         // Remove the name only if it still names the object we created: if
         // ours was unlinked and someone created a namesake, leave theirs be.
+        // Unlink before leaving the registry, so a signal arriving in
+        // between still finds the name.
         if self.unlink_on_drop {
             let _ = unlink_if(&self.location, self.identity);
         }
+        self.forget_registration();
     }
 }

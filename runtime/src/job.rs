@@ -5,7 +5,6 @@ use std::marker::PhantomData;
 use std::ops::Range;
 
 use ndarray::{ArrayView, ArrayViewMut, Dimension, RemoveAxis};
-use shmpar_core::chunk::chunk_range;
 use shmpar_core::{Element, SharedArray};
 
 use crate::partial::Transfer;
@@ -132,9 +131,8 @@ where
 {
     fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Result<Vec<u8>, Failure> {
         let params: P = decode_params(desc)?;
-        let array = env.array::<T, D>(&desc.arrays[0])?;
         let workers = desc.workers as usize;
-        let rows = chunk_range(array.rows(), workers, env.rank);
+        let (array, rows) = env.chunk_of::<T, D>(&desc.arrays[0], workers)?;
         // SAFETY: each rank gets a disjoint row range of the same split
         // (`chunk_range`), and the coordinator touches no array while a
         // job runs; so no other view accesses these rows concurrently.
@@ -169,9 +167,8 @@ where
 {
     fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Result<Vec<u8>, Failure> {
         let params: P = decode_params(desc)?;
-        let array = env.array::<T, D>(&desc.arrays[0])?;
         let workers = desc.workers as usize;
-        let rows = chunk_range(array.rows(), workers, env.rank);
+        let (array, rows) = env.chunk_of::<T, D>(&desc.arrays[0], workers)?;
         // SAFETY: as in `ForEach`: disjoint rows, nobody else writes them.
         let chunk =
             unsafe { array.rows_mut_unchecked(rows.clone()) }.map_err(|e| Failure::failed(e.to_string()))?;
@@ -208,10 +205,9 @@ where
 {
     fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Result<Vec<u8>, Failure> {
         let params: P = decode_params(desc)?;
-        let a = env.array::<T, D>(&desc.arrays[0])?;
-        let b = env.array::<T, D>(&desc.arrays[1])?;
         let workers = desc.workers as usize;
-        let rows = chunk_range(a.rows(), workers, env.rank);
+        let (a, rows) = env.chunk_of::<T, D>(&desc.arrays[0], workers)?;
+        let (b, _) = env.chunk_of::<T, D>(&desc.arrays[1], workers)?;
         let barrier = env.barrier();
         for step in 0..desc.steps as usize {
             let (src, dst) = if step % 2 == 0 { (&a, &b) } else { (&b, &a) };

@@ -29,6 +29,7 @@ mod job;
 mod partial;
 mod pool;
 mod scope;
+mod signals;
 mod spawn;
 mod sys;
 
@@ -39,4 +40,5 @@ pub use partial::{Pod, Serde, Transfer};
 pub use pool::{MAX_PARAMS_BYTES, MAX_POOL_WORKERS, Pool, PoolBuilder, Start};
 pub use scope::Scope;
 pub use shmpar_core::{self as core, DType, Element, Location, Segment, SegmentOptions, SharedArray};
+pub use signals::cleanup_now;
 pub use spawn::init;

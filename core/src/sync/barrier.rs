@@ -54,6 +54,22 @@ const ADAPTIVE_SPIN: u32 = 2048;
 /// would only steal the core of a participant that has not arrived yet.
 const OVERSUBSCRIBED_SPIN: u32 = 16;
 
+/// CPUs available to this process, asked once: the standard library reads
+/// cgroup files to answer, which would cost tens of microseconds per handle.
+fn available_cpus() -> u32 {
+    #[cfg(not(loom))]
+    {
+        static CPUS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        *CPUS.get_or_init(|| {
+            std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        })
+    }
+    #[cfg(loom)]
+    {
+        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+    }
+}
+
 /// How long a [`Barrier`] waiter busy-waits before it sleeps in the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -136,15 +152,10 @@ impl<'a> Barrier<'a> {
     /// A handle over `state` with the given spin policy.
     pub fn with_spin(state: &'a BarrierState, policy: SpinPolicy) -> Self {
         let cpus = match policy {
-            SpinPolicy::Adaptive => std::thread::available_parallelism()
-                .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+            SpinPolicy::Adaptive => available_cpus(),
             SpinPolicy::Fixed(_) | SpinPolicy::Never => 1,
         };
-        Self {
-            state,
-            policy,
-            cpus,
-        }
+        Self { state, policy, cpus }
     }
 
     /// The spin policy of this handle.
@@ -373,11 +384,7 @@ impl<'a> Barrier<'a> {
 
     /// Gives up on `generation` (whose epoch was last seen as `current`):
     /// poison it, unless it completed or was poisoned meanwhile.
-    fn time_out(
-        &self,
-        mut current: u32,
-        deadline: Option<(Instant, Duration)>,
-    ) -> Result<BarrierWaitResult> {
+    fn time_out(&self, mut current: u32, deadline: Option<(Instant, Duration)>) -> Result<BarrierWaitResult> {
         let after = deadline.map_or(Duration::ZERO, |(_, timeout)| timeout);
         let generation = current & GENERATION_MASK;
         let epoch = &self.state.epoch;
@@ -388,12 +395,7 @@ impl<'a> Barrier<'a> {
             if current & POISONED != 0 {
                 return Err(Error::BarrierPoisoned);
             }
-            match epoch.compare_exchange(
-                current,
-                current | POISONED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match epoch.compare_exchange(current, current | POISONED, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     futex::wake(epoch, u32::MAX);
                     return Err(Error::Timeout {
@@ -435,7 +437,10 @@ mod tests {
         let barrier = Barrier::new(&state);
         assert!(matches!(
             barrier.reset(0),
-            Err(Error::InvalidParties { parties: 0, max: MAX_PARTIES })
+            Err(Error::InvalidParties {
+                parties: 0,
+                max: MAX_PARTIES
+            })
         ));
         assert!(barrier.reset(MAX_PARTIES + 1).is_err());
         barrier.reset(MAX_PARTIES).unwrap();

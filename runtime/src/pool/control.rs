@@ -162,10 +162,19 @@ pub(crate) fn wait_change(line: &Line, seen: u32, spin: Duration, tick: Option<D
             return Some(now);
         }
         i = i.wrapping_add(1);
-        if i % 64 == 0 && start.elapsed() >= spin {
-            break;
+        if i % 16 == 0 {
+            if start.elapsed() >= spin {
+                break;
+            }
+            // A pool has one process more than it has workers (the
+            // coordinator), so with a worker per core someone is always
+            // runnable: yield, so a spinner never holds the core that the
+            // process it waits for needs.
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        } else {
+            std::hint::spin_loop();
         }
-        std::hint::spin_loop();
     }
     loop {
         // SeqCst on `sleepers` and the re-check pairs with `post_change`:

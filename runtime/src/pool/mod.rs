@@ -31,7 +31,7 @@ pub(crate) const WORKER_ENV: &str = "SHMPAR_WORKER";
 const GRACE: Duration = Duration::from_millis(250);
 
 /// How often a waiting coordinator checks that its workers are alive.
-const TICK: Duration = Duration::from_millis(2);
+const TICK: Duration = Duration::from_millis(10);
 
 /// How worker processes start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -207,6 +207,7 @@ impl Pool {
         if builder.start == Start::Fork {
             check_fork(builder.allow_threads)?;
         }
+        crate::signals::install();
         // Orphans of coordinators that died are removed at the next start.
         let _ = crate::gc::collect(false);
         let control = Segment::create(
@@ -484,6 +485,7 @@ impl Inner {
                 match unsafe { sys::fork() }.map_err(Error::Start)? {
                     0 => {
                         sys::die_with_parent(parent);
+                        crate::signals::reset_in_child();
                         let Ok(control) = Segment::open(&name) else {
                             sys::exit_now(71)
                         };
@@ -564,6 +566,7 @@ impl Inner {
             match unsafe { sys::fork() } {
                 Ok(0) => {
                     sys::die_with_parent(parent);
+                    crate::signals::reset_in_child();
                     let Ok(control) = Segment::open(&name) else {
                         sys::exit_now(71)
                     };

@@ -1,0 +1,101 @@
+//! A registry of the shared-memory names this process created, which a
+//! signal handler may unlink: so Ctrl-C or SIGTERM leaves nothing behind
+//! in `/dev/shm` even though destructors do not run.
+//!
+//! The registry is a fixed array of slots in static memory, so that
+//! [`unlink_registered`] allocates nothing, takes no lock and calls only
+//! async-signal-safe functions. Each slot moves FREE → WRITING → READY under
+//! a compare-and-swap and back to FREE when the segment is dropped or
+//! unlinked. Segments beyond [`CAPACITY`] at once, and file-backed segments,
+//! are not registered (their owners still remove them on drop).
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Most shared-memory names registered at once.
+pub const CAPACITY: usize = 256;
+
+/// Longest name registered (with its leading `/` and trailing NUL).
+const NAME_BYTES: usize = 264;
+
+const FREE: u32 = 0;
+const WRITING: u32 = 1;
+const READY: u32 = 2;
+
+struct Slot {
+    state: AtomicU32,
+    name: UnsafeCell<[u8; NAME_BYTES]>,
+}
+
+// SAFETY: `name` is written only by the thread that moved `state` from FREE
+// to WRITING, and read only while `state` is READY (acquire), so no two
+// threads access it in conflicting ways through this protocol.
+unsafe impl Sync for Slot {}
+
+static SLOTS: [Slot; CAPACITY] = [const {
+    Slot {
+        state: AtomicU32::new(FREE),
+        name: UnsafeCell::new([0; NAME_BYTES]),
+    }
+}; CAPACITY];
+
+/// Registers `/bare`; returns the slot index, or `None` when the registry
+/// is full or the name too long.
+pub(crate) fn register(bare: &str) -> Option<usize> {
+    if bare.len() + 2 > NAME_BYTES {
+        return None;
+    }
+    for (index, slot) in SLOTS.iter().enumerate() {
+        if slot
+            .state
+            .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            // SAFETY: we own the slot (WRITING) until the release store below.
+            let name = unsafe { &mut *slot.name.get() };
+            name[0] = b'/';
+            name[1..=bare.len()].copy_from_slice(bare.as_bytes());
+            name[bare.len() + 1] = 0;
+            slot.state.store(READY, Ordering::Release);
+            return Some(index);
+        }
+    }
+    None
+}
+
+/// Frees slot `index` (the segment was dropped, unlinked or persisted).
+pub(crate) fn unregister(index: usize) {
+    if let Some(slot) = SLOTS.get(index) {
+        slot.state.store(FREE, Ordering::Release);
+    }
+}
+
+/// Unlinks every registered name. Async-signal-safe: it only reads static
+/// memory and calls `shm_unlink`. For signal handlers; a normal program
+/// never needs it.
+pub fn unlink_registered() {
+    for slot in &SLOTS {
+        if slot.state.load(Ordering::Acquire) == READY {
+            // SAFETY: READY means the name was completely written and
+            // NUL-terminated before the release store we acquired.
+            unsafe { libc::shm_unlink(slot.name.get().cast::<libc::c_char>()) };
+        }
+    }
+}
+
+/// Forgets every registered name without unlinking: for a forked child,
+/// whose copy of the registry names its parent's segments.
+/// Async-signal-safe.
+pub fn forget_registered() {
+    for slot in &SLOTS {
+        slot.state.store(FREE, Ordering::Relaxed);
+    }
+}
+
+/// Number of names registered now.
+pub fn registered() -> usize {
+    SLOTS
+        .iter()
+        .filter(|s| s.state.load(Ordering::Relaxed) == READY)
+        .count()
+}

@@ -1,0 +1,271 @@
+//! The `shmpar` command line: argument parsing, one error type, output.
+//!
+//! Every failure ends as one line on stderr, `shmpar: error: ...`, and a
+//! non-zero exit status (1 for errors, 2 for malformed arguments); nothing
+//! here panics on bad input. Everything a command creates is owned by a
+//! value that unlinks it on drop, and `main` exits only after `run`
+//! returned, so an error leaves `/dev/shm` as it was.
+
+mod bench;
+mod compare;
+mod plot;
+mod run;
+mod segments;
+mod units;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shmpar::{BackendKind, Start};
+
+/// List, inspect and clean up shared arrays in /dev/shm; run and compare
+/// kernels on worker processes, rayon threads and a single thread.
+#[derive(Parser, Debug)]
+#[command(name = "shmpar", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List shmpar segments in /dev/shm, with their creator and whether it lives.
+    Ls {
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove segments whose creator is dead (never one whose creator lives).
+    Gc {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a segment's header and summary statistics of its data.
+    Inspect {
+        /// The segment's name (`shmpar_...`, also accepted with `/` or `/dev/shm/` before it).
+        name: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one kernel over a fresh array and verify the result.
+    Run(RunArgs),
+    /// Time kernels on each backend and worker count; verify every result.
+    Compare(CompareArgs),
+}
+
+/// Element types the benchmarks run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FloatType {
+    /// 32-bit floats.
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
+impl FloatType {
+    fn name(self) -> &'static str {
+        match self {
+            FloatType::F32 => "f32",
+            FloatType::F64 => "f64",
+        }
+    }
+
+    fn size(self) -> usize {
+        match self {
+            FloatType::F32 => 4,
+            FloatType::F64 => 8,
+        }
+    }
+}
+
+/// How process-pool workers start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StartMethod {
+    /// fork() the coordinator (default).
+    Fork,
+    /// Re-execute this program.
+    Spawn,
+}
+
+impl StartMethod {
+    fn start(self) -> Start {
+        match self {
+            StartMethod::Fork => Start::Fork,
+            StartMethod::Spawn => Start::Spawn,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Kernel spec: elementwise (sqrt, abs, sqrt_abs, exp, ln, scale:K, offset:K,
+    /// clamp:LO:HI, fill:V) or reduction (sum, mean, min, max, min_max, var:DDOF,
+    /// std:DDOF, norm, histogram:LO:HI:BINS).
+    kernel: String,
+    /// Number of elements (`20000000`, `2e7` and `20_000_000` all work).
+    #[arg(long, default_value = "1e7", value_parser = units::parse_len)]
+    len: usize,
+    /// Element type.
+    #[arg(long, value_enum, default_value_t = FloatType::F64)]
+    dtype: FloatType,
+    /// Number of workers (chunks); default: the CPUs this process may use.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Where the kernel runs.
+    #[arg(long, default_value = "processes", value_parser = parse_backend)]
+    backend: BackendKind,
+    /// How process workers start.
+    #[arg(long, value_enum, default_value_t = StartMethod::Fork)]
+    start: StartMethod,
+    /// How many times to run the kernel (each run is timed).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// Kernel specs, comma-separated (see `shmpar run --help`).
+    #[arg(long, value_delimiter = ',', default_value = "sqrt,mean")]
+    kernels: Vec<String>,
+    /// Number of elements (`2e7` works).
+    #[arg(long, default_value = "2e7", value_parser = units::parse_len)]
+    len: usize,
+    /// Element type.
+    #[arg(long, value_enum, default_value_t = FloatType::F64)]
+    dtype: FloatType,
+    /// Backends, comma-separated; they always run in the order processes,
+    /// threads, serial (process pools must fork before any thread exists).
+    #[arg(long, value_delimiter = ',', default_value = "processes,threads,serial", value_parser = parse_backend)]
+    backends: Vec<BackendKind>,
+    /// Worker counts, comma-separated (serial always runs once, on 1 worker).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Timed runs per configuration, after one untimed warm-up run.
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// How process workers start.
+    #[arg(long, value_enum, default_value_t = StartMethod::Fork)]
+    start: StartMethod,
+    /// Also write one JSON record per kernel x backend x workers to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also draw GB/s by backend and worker count, per kernel, as SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+}
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    s.trim().parse()
+}
+
+/// A failure of a command: the one line printed after `shmpar: error: `.
+#[derive(Debug)]
+pub(crate) enum CliError {
+    /// A message for the user.
+    Message(String),
+    /// Stdout was closed (`shmpar ls | head`): stop quietly.
+    Quiet,
+}
+
+impl CliError {
+    pub(crate) fn msg(text: impl Into<String>) -> CliError {
+        CliError::Message(text.into())
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Message(text) => f.write_str(text),
+            CliError::Quiet => f.write_str("stdout closed"),
+        }
+    }
+}
+
+impl From<shmpar::Error> for CliError {
+    fn from(e: shmpar::Error) -> CliError {
+        CliError::Message(e.to_string())
+    }
+}
+
+impl From<shmpar::core::Error> for CliError {
+    fn from(e: shmpar::core::Error) -> CliError {
+        CliError::Message(e.to_string())
+    }
+}
+
+impl From<shmpar_kernels::Error> for CliError {
+    fn from(e: shmpar_kernels::Error) -> CliError {
+        CliError::Message(e.to_string())
+    }
+}
+
+pub(crate) type CliResult<T = ()> = Result<T, CliError>;
+
+/// Writes to stdout; a closed stdout becomes [`CliError::Quiet`].
+pub(crate) fn out(text: &str) -> CliResult {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe => CliError::Quiet,
+            _ => CliError::msg(format!("cannot write to stdout: {e}")),
+        })
+}
+
+/// Runs the command line and returns the process exit status.
+pub(crate) fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    let result = match cli.command {
+        Command::Ls { json } => segments::ls(json),
+        Command::Gc { dry_run } => segments::gc(dry_run),
+        Command::Inspect { name, json } => segments::inspect(&name, json),
+        Command::Run(args) => run::run(&args),
+        Command::Compare(args) => compare::compare(&args),
+    };
+    match result {
+        Ok(()) | Err(CliError::Quiet) => 0,
+        Err(CliError::Message(text)) => {
+            let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let _ = writeln!(io::stderr(), "shmpar: error: {line}");
+            1
+        }
+    }
+}
+
+/// Help and version go to stdout as clap prints them; a malformed command
+/// line becomes one line on stderr and status 2.
+fn usage_error(e: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
+    }
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let _ = writeln!(io::stderr(), "shmpar: error: {first} (see shmpar --help)");
+    2
+}
