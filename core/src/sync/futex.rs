@@ -54,8 +54,8 @@ mod real {
     pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<WaitOutcome> {
         let timespec = timeout.map(|t| libc::timespec {
             tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-            // Always below 1e9, so it fits every c_long.
-            tv_nsec: libc::c_long::try_from(t.subsec_nanos()).unwrap_or(0),
+            // Always below 1e9, so it fits every c_long (32-bit ones too).
+            tv_nsec: t.subsec_nanos() as libc::c_long,
         });
         let timespec_ptr = timespec
             .as_ref()

@@ -165,12 +165,7 @@ impl<'a> ShmLock<'a> {
         loop {
             let current = word.load(Ordering::Relaxed);
             if current == 0 {
-                match word.compare_exchange(
-                    0,
-                    me.tid | waiters_flag,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
+                match word.compare_exchange(0, me.tid | waiters_flag, Ordering::Acquire, Ordering::Relaxed) {
                     Ok(_) => return Ok(self.acquired(me, false)),
                     Err(_) => continue,
                 }
@@ -255,9 +250,7 @@ impl<'a> ShmLock<'a> {
         state.owner_tid.store(0, Ordering::Relaxed);
         fence(Ordering::Release);
         // Truncation intended: the start time is split across two words.
-        state
-            .owner_start_lo
-            .store(me.start as u32, Ordering::Relaxed);
+        state.owner_start_lo.store(me.start as u32, Ordering::Relaxed);
         state
             .owner_start_hi
             .store((me.start >> 32) as u32, Ordering::Relaxed);
@@ -328,10 +321,7 @@ fn current_thread() -> Identity {
     let tid = sys::gettid();
     let cached = CACHED.try_with(Cell::get).unwrap_or((0, 0));
     if cached.0 == tid {
-        return Identity {
-            tid,
-            start: cached.1,
-        };
+        return Identity { tid, start: cached.1 };
     }
     let start = sys::read_stat(tid).map_or(0, |stat| stat.start_time);
     // Failing only during thread teardown, when the cache does not matter.
@@ -396,6 +386,7 @@ fn owner_is_dead(state: &LockState, tid: u32) -> bool {
 }
 
 /// What the lock reads of `/proc/<tid>/stat`.
+#[cfg_attr(loom, allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stat {
     /// Field 3: the one-letter state (`R`, `S`, `Z`, ...).
@@ -407,6 +398,7 @@ struct Stat {
 /// Parses `/proc/<tid>/stat`. The command name (field 2) is in parentheses
 /// and may itself hold spaces and parentheses, so fields are counted from
 /// the *last* `)`.
+#[cfg_attr(loom, allow(dead_code))]
 fn parse_stat(contents: &[u8]) -> Option<Stat> {
     let close = contents.iter().rposition(|&b| b == b')')?;
     let mut fields = contents[close + 1..]
@@ -476,13 +468,7 @@ mod sys {
         let result = loop {
             // SAFETY: the pointer and length describe the unfilled tail of
             // `buf`, which is writable and outlives the call; `fd` is open.
-            let n = unsafe {
-                libc::read(
-                    fd,
-                    buf[filled..].as_mut_ptr().cast(),
-                    buf.len() - filled,
-                )
-            };
+            let n = unsafe { libc::read(fd, buf[filled..].as_mut_ptr().cast(), buf.len() - filled) };
             match n {
                 0 => break Ok(filled),
                 n if n > 0 => {
@@ -669,7 +655,9 @@ mod tests {
         assert_ne!(me.start, 0);
         state.word.store(me.tid, Ordering::Relaxed);
         state.owner_start_lo.store(me.start as u32 ^ 1, Ordering::Relaxed);
-        state.owner_start_hi.store((me.start >> 32) as u32, Ordering::Relaxed);
+        state
+            .owner_start_hi
+            .store((me.start >> 32) as u32, Ordering::Relaxed);
         state.owner_tid.store(me.tid, Ordering::Release);
         assert!(owner_is_dead(&state, me.tid));
         // With its true start time it is alive.
