@@ -24,6 +24,8 @@
 
 mod backend;
 pub mod error;
+#[doc = include_str!("../../docs/runtime.md")]
+pub mod guide {}
 pub mod gc;
 mod job;
 mod partial;
