@@ -43,6 +43,9 @@ pub const STATE_READY: u32 = 1;
 
 /// Bit 0 of `flags`: the data is little-endian.
 pub const FLAG_LITTLE_ENDIAN: u32 = 1;
+/// Bit 1 of `flags`: the creator chose to keep the segment after it exits,
+/// so `shmpar gc` leaves it alone although its creator is dead.
+pub const FLAG_PERSISTENT: u32 = 2;
 
 /// Default number of result slots.
 pub const DEFAULT_SLOT_COUNT: u32 = 64;
@@ -70,8 +73,9 @@ pub struct Header {
     pub(crate) elem_size: u32,
     /// Number of axes, at most [`MAX_RANK`].
     pub(crate) ndim: u32,
-    /// [`FLAG_LITTLE_ENDIAN`] and reserved bits.
-    pub(crate) flags: u32,
+    /// [`FLAG_LITTLE_ENDIAN`], [`FLAG_PERSISTENT`] and reserved bits. The
+    /// persistent bit may change after creation, so it is updated atomically.
+    pub(crate) flags: AtomicU32,
     /// Byte offset of the data, a multiple of [`DATA_ALIGN`].
     pub(crate) data_offset: u64,
     /// Bytes of data: product of the shape times `elem_size`.
@@ -124,6 +128,8 @@ pub struct Layout {
     pub slot_count: usize,
     /// Who created the segment.
     pub creator: ProcessId,
+    /// Whether the creator chose to keep the segment after it exits.
+    pub persistent: bool,
 }
 
 fn round_up(value: usize, align: usize) -> Option<usize> {
@@ -186,6 +192,7 @@ impl Layout {
             slot_size: slot_size as usize,
             slot_count: slot_count as usize,
             creator: ProcessId::current(),
+            persistent: false,
         })
     }
 
@@ -215,11 +222,13 @@ impl Layout {
             (&raw mut (*header).dtype).write(self.dtype.code());
             (&raw mut (*header).elem_size).write(self.dtype.size() as u32);
             (&raw mut (*header).ndim).write(self.shape.len() as u32);
-            (&raw mut (*header).flags).write(if cfg!(target_endian = "little") {
+            let endian = if cfg!(target_endian = "little") {
                 FLAG_LITTLE_ENDIAN
             } else {
                 0
-            });
+            };
+            let persistent = if self.persistent { FLAG_PERSISTENT } else { 0 };
+            (&raw mut (*header).flags).write(AtomicU32::new(endian | persistent));
             (&raw mut (*header).data_offset).write(self.data_offset as u64);
             (&raw mut (*header).data_len).write(self.data_len as u64);
             (&raw mut (*header).total_len).write(self.total_len as u64);
@@ -296,7 +305,7 @@ impl Layout {
                 dtype: (&raw const (*header).dtype).read_volatile(),
                 elem_size: (&raw const (*header).elem_size).read_volatile(),
                 ndim: (&raw const (*header).ndim).read_volatile(),
-                flags: (&raw const (*header).flags).read_volatile(),
+                flags: (*header).flags.load(Ordering::Relaxed),
                 data_offset: (&raw const (*header).data_offset).read_volatile(),
                 data_len: (&raw const (*header).data_len).read_volatile(),
                 total_len: (&raw const (*header).total_len).read_volatile(),
@@ -450,6 +459,7 @@ impl RawFields {
                 pid: self.creator_pid,
                 start_time: self.creator_start_time,
             },
+            persistent: self.flags & FLAG_PERSISTENT != 0,
         })
     }
 }

@@ -240,7 +240,8 @@ impl Segment {
                 reason: e.reason,
             });
         }
-        let layout = Layout::plan(dtype, shape, options.slot_count, options.slot_size)?;
+        let mut layout = Layout::plan(dtype, shape, options.slot_count, options.slot_size)?;
+        layout.persistent = options.persist;
         let location = match &options.location {
             Some(location) => location.clone(),
             None => Location::Shm(name::random()?),
@@ -411,6 +412,10 @@ impl Segment {
     pub fn persist(&mut self) {
         self.unlink_on_drop = false;
         self.forget_registration();
+        self.header()
+            .flags
+            .fetch_or(header::FLAG_PERSISTENT, Ordering::Relaxed);
+        self.layout.persistent = true;
     }
 
     fn forget_registration(&mut self) {

@@ -403,3 +403,28 @@ fn unsafe_is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+#[test]
+fn persistence_is_recorded_in_the_header_for_gc() {
+    use shmpar_core::segment::{Location, peek};
+    let kept = unique("flag_kept");
+    drop(SharedArray::<f32, Ix1>::create_with(&SegmentOptions::new().name(&kept).persist(true), 4).unwrap());
+    assert!(peek(&Location::Shm(kept.clone())).unwrap().persistent);
+    std::fs::remove_file(format!("/dev/shm/{kept}")).unwrap();
+
+    let later = unique("flag_later");
+    let mut a = SharedArray::<f32, Ix1>::create_with(&SegmentOptions::new().name(&later), 4).unwrap();
+    assert!(!peek(&Location::Shm(later.clone())).unwrap().persistent);
+    a.segment_mut().persist();
+    assert!(peek(&Location::Shm(later.clone())).unwrap().persistent);
+    assert!(
+        SharedArray::<f32, Ix1>::attach(&later)
+            .unwrap()
+            .segment()
+            .layout()
+            .persistent
+    );
+    drop(a);
+    assert!(exists(&later));
+    std::fs::remove_file(format!("/dev/shm/{later}")).unwrap();
+}

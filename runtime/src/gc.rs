@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use shmpar_core::segment::{self, Location};
-use shmpar_core::{DEFAULT_PREFIX, DType, Error as CoreError, ProcessId};
+use shmpar_core::{DEFAULT_PREFIX, Error as CoreError};
 
 /// A segment in `/dev/shm` that carries the shmpar header.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -26,6 +26,10 @@ pub struct SegmentInfo {
     pub alive: bool,
     /// `ready`, `initializing` or `corrupt: REASON`.
     pub state: String,
+    /// Whether its creator chose to keep it after exiting
+    /// (`SegmentOptions::persist`): gc leaves such segments alone unless
+    /// asked to include them.
+    pub persistent: bool,
 }
 
 /// Segments younger than this are never taken for orphans while their
@@ -60,11 +64,13 @@ pub fn info(name: &str) -> Option<SegmentInfo> {
         creator_pid: creator.map_or(0, |c| c.pid),
         alive: creator.is_some_and(|c| c.is_alive()),
         state: String::new(),
+        persistent: false,
     };
     match segment::peek(&location) {
         Ok(layout) => {
             info.dtype = Some(layout.dtype.name().to_owned());
             info.shape = layout.shape;
+            info.persistent = layout.persistent;
             info.state = "ready".into();
         }
         Err(CoreError::Initializing { .. }) if creator.is_some() || name.starts_with(DEFAULT_PREFIX) => {
@@ -81,8 +87,8 @@ pub fn info(name: &str) -> Option<SegmentInfo> {
 
 /// Whether `info` is an orphan: its creator is dead, or it never finished
 /// initializing and its creator is gone (or unknown and it is old).
-fn is_orphan(info: &SegmentInfo) -> bool {
-    if info.alive {
+fn is_orphan(info: &SegmentInfo, include_persistent: bool) -> bool {
+    if info.alive || (info.persistent && !include_persistent) {
         return false;
     }
     if info.state == "ready" || info.state.starts_with("corrupt") {
@@ -100,13 +106,19 @@ fn is_orphan(info: &SegmentInfo) -> bool {
 }
 
 /// Removes every orphaned shmpar segment (or, with `dry_run`, only lists
-/// them). Never removes a segment whose creator is alive; the creator's
-/// liveness is checked again right before each removal, and a segment
-/// another `gc` removed first is simply skipped.
+/// them). Never removes a segment whose creator is alive, nor one its
+/// creator persisted; the creator's liveness is checked again right before
+/// each removal, and a segment another `gc` removed first is simply skipped.
 pub fn collect(dry_run: bool) -> Vec<SegmentInfo> {
+    collect_with(dry_run, false)
+}
+
+/// Like [`collect`]; with `include_persistent`, persisted segments whose
+/// creator is dead are removed too.
+pub fn collect_with(dry_run: bool, include_persistent: bool) -> Vec<SegmentInfo> {
     let mut removed = Vec::new();
     for info in list() {
-        if !is_orphan(&info) {
+        if !is_orphan(&info, include_persistent) {
             continue;
         }
         if dry_run {
@@ -118,7 +130,7 @@ pub fn collect(dry_run: bool) -> Vec<SegmentInfo> {
         let Some(fresh) = self::info(&info.name) else {
             continue;
         };
-        if !is_orphan(&fresh) {
+        if !is_orphan(&fresh, include_persistent) {
             continue;
         }
         if std::fs::remove_file(Path::new("/dev/shm").join(&fresh.name)).is_ok() {
@@ -126,14 +138,4 @@ pub fn collect(dry_run: bool) -> Vec<SegmentInfo> {
         }
     }
     removed
-}
-
-/// The creator of `name`, for `inspect`.
-pub fn creator(name: &str) -> Option<ProcessId> {
-    segment::peek_creator(&Location::Shm(name.to_owned()))
-}
-
-/// Parses a dtype name for the command line.
-pub fn parse_dtype(name: &str) -> Option<DType> {
-    DType::parse(name)
 }
