@@ -141,10 +141,11 @@ pub struct Barrier<'a> {
 impl<'a> Barrier<'a> {
     /// A handle over `state` with the default, adaptive spin policy.
     ///
-    /// This asks the standard library how many CPUs are available, which
-    /// may read files and allocate: in a child forked from a multi-threaded
-    /// process, make the handle before forking (or use
-    /// [`with_spin`](Self::with_spin) with a non-adaptive policy).
+    /// The first adaptive handle of a process asks the standard library how
+    /// many CPUs are available (cached afterwards), which may read files and
+    /// allocate: in a child forked from a multi-threaded process, make one
+    /// adaptive handle before forking (or use [`with_spin`](Self::with_spin)
+    /// with a non-adaptive policy).
     pub fn new(state: &'a BarrierState) -> Self {
         Self::with_spin(state, SpinPolicy::Adaptive)
     }
