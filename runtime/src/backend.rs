@@ -288,11 +288,7 @@ impl Backend {
         if let Engine::Processes(pool) = &self.engine {
             return pool.double_buffer(a, b, steps, params, f);
         }
-        if a.shape() != b.shape() {
-            return Err(Error::Mismatch {
-                reason: format!("shapes {:?} and {:?} differ", a.shape(), b.shape()),
-            });
-        }
+        crate::job::check_buffers(a, b)?;
         let n = self.workers;
         let rows = a.rows();
         for step in 0..steps {

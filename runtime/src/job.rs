@@ -232,7 +232,26 @@ where
     }
 }
 
-/// Shapes two arrays must share for a double-buffer job.
-pub(crate) fn same_shape<T: Element, D: Dimension>(a: &SharedArray<T, D>, b: &SharedArray<T, D>) -> bool {
-    a.shape() == b.shape()
+/// Checks that two arrays can serve as the two buffers of a double-buffer
+/// job: the same shape, and two different segments. Two handles of one
+/// segment would make the source and the destination alias, a data race
+/// the borrow checker cannot see.
+pub(crate) fn check_buffers<T: Element, D: Dimension>(
+    a: &SharedArray<T, D>,
+    b: &SharedArray<T, D>,
+) -> crate::Result<()> {
+    if a.shape() != b.shape() {
+        return Err(crate::Error::Mismatch {
+            reason: format!("shapes {:?} and {:?} differ", a.shape(), b.shape()),
+        });
+    }
+    if a.segment().identity() == b.segment().identity() {
+        return Err(crate::Error::Mismatch {
+            reason: format!(
+                "both buffers are the segment {}; double buffering needs two arrays",
+                a.name()
+            ),
+        });
+    }
+    Ok(())
 }

@@ -360,7 +360,8 @@ impl Pool {
     /// number of steps the latest values are in `a`, after an odd number in `b`.
     ///
     /// # Errors
-    /// [`Error::Mismatch`] if the arrays' shapes differ, and as
+    /// [`Error::Mismatch`] if the arrays' shapes differ or both are handles of
+    /// one segment, and as
     /// [`for_each_chunk`](Self::for_each_chunk).
     pub fn double_buffer<T, D, P, F>(
         &self,
@@ -376,11 +377,7 @@ impl Pool {
         P: Transfer + Sync,
         F: Fn(&Ctx<'_>, ArrayView<'_, T, D>, ArrayViewMut<'_, T, D>, &P) + Sync,
     {
-        if !job::same_shape(a, b) {
-            return Err(Error::Mismatch {
-                reason: format!("shapes {:?} and {:?} differ", a.shape(), b.shape()),
-            });
-        }
+        job::check_buffers(a, b)?;
         let job = DoubleBuffer::<T, D, P, F> {
             f,
             _types: std::marker::PhantomData,
