@@ -1,7 +1,15 @@
-//! `shmpar`: list, inspect and clean up shared arrays; run and compare kernels.
+//! `shmpar`: list, inspect and clean up shared arrays; run and compare
+//! kernels on worker processes, rayon threads and a single thread.
+//!
+//! See `docs/cli.md` for every subcommand with sample output.
+
+#[path = "cli/mod.rs"]
+mod cli;
 
 fn main() {
     shmpar::init();
-    eprintln!("shmpar: the command-line tool is being written");
-    std::process::exit(2);
+    // `cli::main` returns only after everything it created (arrays, pools)
+    // was dropped and so unlinked or stopped; only then may we exit.
+    let code = cli::main();
+    std::process::exit(code);
 }

@@ -47,12 +47,16 @@ pub(crate) fn ls(json: bool) -> CliResult {
         })
         .collect();
     let header = ["NAME", "DTYPE", "SHAPE", "SIZE", "CREATOR", "ALIVE", "STATE"].map(String::from);
-    out(&table(&header, &rows, &[false, false, false, true, true, false, false]))
+    out(&table(
+        &header,
+        &rows,
+        &[false, false, false, true, true, false, false],
+    ))
 }
 
 /// Left- or right-aligned columns separated by two spaces.
 pub(crate) fn table<const N: usize>(header: &[String; N], rows: &[[String; N]], right: &[bool; N]) -> String {
-    let mut width = header.map(|h| h.chars().count());
+    let mut width = header.each_ref().map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in width.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -191,7 +195,8 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
     let name = name.strip_prefix('/').unwrap_or(name);
     let location = Location::shm(name)?;
     let layout = segment::peek(&location)?;
-    let info = gc::info(name).ok_or_else(|| CliError::msg(format!("segment {name} is not a shmpar segment")))?;
+    let info =
+        gc::info(name).ok_or_else(|| CliError::msg(format!("segment {name} is not a shmpar segment")))?;
     let stats = stats_by_dtype(name, layout.dtype)?;
     let report = Inspection {
         name: name.to_owned(),
