@@ -1,5 +1,113 @@
-//! A coordinator for the runtime's integration tests.
+//! A single-threaded coordinator for the runtime's integration tests and
+//! its reliability suite (issue 6). A fork-start pool refuses to fork in
+//! a multithreaded process such as the test harness, so the tests exec
+//! this program: `shmpar-testdriver SCENARIO [--trials N] [--seconds S]`.
+//! Each scenario prints one summary line,
+//! `scenario=NAME trials=N ok=N leaks=0 zombies=0 hangs=0 ...`, and
+//! `FAIL ...` lines for failed trials; it exits 0 only if every trial passed.
+
+mod common;
+mod faults;
+mod functional;
+mod hostile;
+mod load;
+mod resources;
+
+use std::collections::HashMap;
+
+use ndarray::Ix1;
+use shmpar::{Pool, Serde, SharedArray};
+
+/// `--key value` arguments after the scenario name.
+pub(crate) struct Args {
+    values: HashMap<String, String>,
+    positional: Vec<String>,
+}
+
+impl Args {
+    fn parse(raw: &[String]) -> Args {
+        let mut values = HashMap::new();
+        let mut positional = Vec::new();
+        let mut it = raw.iter();
+        while let Some(arg) = it.next() {
+            match arg.strip_prefix("--") {
+                Some(key) => {
+                    values.insert(key.to_owned(), it.next().cloned().unwrap_or_default());
+                }
+                None => positional.push(arg.clone()),
+            }
+        }
+        Args { values, positional }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    pub(crate) fn num(&self, key: &str, default: u64) -> u64 {
+        self.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
+    pub(crate) fn positional(&self, i: usize) -> &str {
+        self.positional.get(i).map_or("", String::as_str)
+    }
+}
+
+/// The pid of each worker of `pool`, by rank (a job that reports them).
+pub(crate) fn pool_pids(pool: &Pool, probe: &SharedArray<u8, Ix1>) -> shmpar::Result<Vec<i32>> {
+    let mut pairs = pool
+        .map_reduce_with(
+            probe,
+            (),
+            |ctx, _chunk, _: &()| Serde(vec![(ctx.rank(), std::process::id() as i32)]),
+            |Serde(mut x), Serde(y)| {
+                x.extend(y);
+                Serde(x)
+            },
+        )?
+        .0;
+    pairs.sort();
+    Ok(pairs.into_iter().map(|(_, pid)| pid).collect())
+}
+
+const USAGE: &str = "usage: shmpar-testdriver SCENARIO [--trials N] [--seconds S] [--seed N]
+scenarios: functional [--start fork|spawn], worker-death, kernel-fault, barrier-release,
+coordinator-death, signals, exhaustion, gc-race, load [--coordinators K], hostile, permissions";
 
 fn main() {
     shmpar::init();
+    // Expected panics (injected into kernels) print one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let Some(scenario) = raw.first().cloned() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let args = Args::parse(&raw[1..]);
+    let tally = match scenario.as_str() {
+        "functional" => functional::run(&args),
+        "worker-death" => faults::worker_death(&args),
+        "kernel-fault" => faults::kernel_fault(&args),
+        "barrier-release" => faults::barrier_release(&args),
+        "coordinator-death" => faults::coordinator_death(&args),
+        "signals" => faults::signals(&args),
+        "exhaustion" => resources::exhaustion(&args),
+        "permissions" => resources::permissions(&args),
+        "gc-race" => load::gc_race(&args),
+        "load" => load::load(&args),
+        "hostile" => hostile::run(&args),
+        // Helpers the scenarios exec as other processes.
+        "hold-job" => faults::hold_job(&args),
+        "killer" => faults::killer(&args),
+        "exhaust-case" => resources::exhaust_case(&args),
+        "perm-probe" => resources::perm_probe(&args),
+        "gc-loop" => load::gc_loop(&args),
+        "load-one" => load::load_one(&args),
+        _ => {
+            eprintln!("unknown scenario {scenario}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    println!("{}", tally.summary());
+    std::process::exit(if tally.all_ok() { 0 } else { 1 });
 }

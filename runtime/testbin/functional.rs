@@ -1,0 +1,467 @@
+//! Issue 3 §9: every runtime feature, across real processes, with fork and
+//! with spawn start.
+
+use ndarray::{Array1, Ix1, Ix2};
+use shmpar::core::chunk::chunk_range;
+use shmpar::{Cause, Ctx, Error, Pool, Scope, SegmentOptions, Serde, SharedArray, Start};
+use shmpar_kernels::stencil::{heat_serial_1d, heat_step_1d};
+
+use crate::common::{Tally, children_of, getpid};
+use crate::{Args, pool_pids};
+
+type Check = Result<(), String>;
+
+fn opts(prefix: &str, what: &str) -> SegmentOptions {
+    SegmentOptions::new().name(&format!("{prefix}{what}"))
+}
+
+fn e(err: impl std::fmt::Display) -> String {
+    err.to_string()
+}
+
+/// `for_each_chunk` changes every element in place exactly once.
+fn each_element_once(pool: &Pool, prefix: &str) -> Check {
+    let n = 1_000_003;
+    let mut a = SharedArray::<u64, Ix1>::create_with(&opts(prefix, "once"), n).map_err(e)?;
+    a.view_mut()
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, x)| *x = i as u64);
+    pool.for_each_chunk(&mut a, |mut chunk| chunk.mapv_inplace(|x| x * 3 + 1))
+        .map_err(e)?;
+    if let Some((i, x)) = a.view().iter().enumerate().find(|&(i, &x)| x != i as u64 * 3 + 1) {
+        return Err(format!("element {i} is {x}, expected {}", i as u64 * 3 + 1));
+    }
+    // Two dimensions, rows that do not divide evenly.
+    let mut b = SharedArray::<f64, Ix2>::create_with(&opts(prefix, "once2d"), (1001, 7)).map_err(e)?;
+    pool.for_each_chunk(&mut b, |mut chunk| chunk.mapv_inplace(|x| x + 1.0))
+        .map_err(e)?;
+    if b.view().iter().any(|&x| x != 1.0) {
+        return Err("a 2-D element was not incremented exactly once".into());
+    }
+    Ok(())
+}
+
+/// `map_reduce` equals the serial result, and repeated runs agree to the bit.
+fn map_reduce_matches_serial(pool: &Pool, prefix: &str) -> Check {
+    let n = 1_000_003;
+    let source = Array1::from_shape_fn(n, |i| ((i as f64) * 0.618_033_988_7).sin() * 1e3);
+    let a = SharedArray::from_array_with(&opts(prefix, "reduce"), &source).map_err(e)?;
+    let w = pool.workers();
+    let serial = (0..w)
+        .map(|r| source.slice(ndarray::s![chunk_range(n, w, r)]).sum())
+        .fold(None, |acc: Option<f64>, x| Some(acc.map_or(x, |acc| acc + x)))
+        .unwrap_or(0.0);
+    let first = pool
+        .map_reduce(&a, |chunk| chunk.sum(), |x, y| x + y)
+        .map_err(e)?;
+    if first.to_bits() != serial.to_bits() {
+        return Err(format!(
+            "parallel sum {first} differs from the chunked serial sum {serial}"
+        ));
+    }
+    for _ in 0..4 {
+        let again = pool
+            .map_reduce(&a, |chunk| chunk.sum(), |x, y| x + y)
+            .map_err(e)?;
+        if again.to_bits() != first.to_bits() {
+            return Err(format!("sum not deterministic: {again} then {first}"));
+        }
+    }
+    // An exact integer reduction equals the plain serial loop.
+    let ints = SharedArray::from_array_with(
+        &opts(prefix, "reduceint"),
+        &Array1::from_shape_fn(n, |i| (i as u64).wrapping_mul(2_654_435_761)),
+    )
+    .map_err(e)?;
+    let serial: u64 = ints.view().iter().fold(0u64, |s, &x| s.wrapping_add(x));
+    let parallel = pool
+        .map_reduce(
+            &ints,
+            |c| c.iter().fold(0u64, |s, &x| s.wrapping_add(x)),
+            u64::wrapping_add,
+        )
+        .map_err(e)?;
+    if parallel != serial {
+        return Err(format!("integer sum {parallel} != serial {serial}"));
+    }
+    Ok(())
+}
+
+/// A capturing kernel runs (on per-job workers) and sees the captured values.
+fn capturing_closure(pool: &Pool, prefix: &str, start: Start) -> Check {
+    let mut a = SharedArray::<f64, Ix1>::create_with(&opts(prefix, "capture"), 10_007).map_err(e)?;
+    let factor = 2.5;
+    let table = vec![10.0, 20.0, 30.0];
+    let result = pool.for_each_chunk(&mut a, move |mut chunk| {
+        chunk.mapv_inplace(|x| x * factor + table[2]);
+    });
+    match (start, result) {
+        (Start::Spawn, Err(Error::CapturingKernel)) => Ok(()),
+        (Start::Spawn, other) => Err(format!("spawn pool with a capturing kernel gave {other:?}")),
+        (_, Err(err)) => Err(e(err)),
+        (_, Ok(())) if a.view().iter().all(|&x| x == 30.0) => Ok(()),
+        (_, Ok(())) => Err("captured values were not seen".into()),
+    }
+}
+
+/// Parameters through `*_with`: plain numbers and serde values; the context.
+fn with_params(pool: &Pool, prefix: &str) -> Check {
+    let n = 100_003;
+    let mut a = SharedArray::<f64, Ix1>::create_with(&opts(prefix, "with"), n).map_err(e)?;
+    pool.for_each_chunk_with(&mut a, 1.5f64, |_ctx, mut chunk, &p| chunk.fill(p))
+        .map_err(e)?;
+    pool.for_each_chunk_with(
+        &mut a,
+        Serde((String::from("scale"), vec![2.0f64, -1.0])),
+        |_ctx, mut chunk, Serde((op, v))| {
+            if op == "scale" {
+                chunk.mapv_inplace(|x| x * v[0] + v[1]);
+            }
+        },
+    )
+    .map_err(e)?;
+    if a.view().iter().any(|&x| x != 2.0) {
+        return Err("parameters did not reach the kernel".into());
+    }
+    // Each worker stamps its rank on its rows: they must be chunk_range's.
+    let w = pool.workers();
+    pool.for_each_chunk_with(&mut a, (), |ctx, mut chunk, _: &()| {
+        let ok = chunk.len() == ctx.rows().len() && ctx.workers() > ctx.rank() && ctx.step() == 0;
+        chunk.fill(if ok { ctx.rank() as f64 } else { -1.0 });
+    })
+    .map_err(e)?;
+    for r in 0..w {
+        if a.view()
+            .slice(ndarray::s![chunk_range(n, w, r)])
+            .iter()
+            .any(|&x| x != r as f64)
+        {
+            return Err(format!("rank {r} did not own rows {:?}", chunk_range(n, w, r)));
+        }
+    }
+    // A serde partial: a histogram of the ranks.
+    let hist = pool
+        .map_reduce_with(
+            &a,
+            4usize,
+            |_ctx, chunk, &bins| {
+                let mut h = vec![0u64; bins];
+                chunk.iter().for_each(|&x| h[(x as usize).min(bins - 1)] += 1);
+                Serde(h)
+            },
+            |Serde(x), Serde(y)| Serde(x.iter().zip(&y).map(|(a, b)| a + b).collect()),
+        )
+        .map_err(e)?;
+    let expected: Vec<u64> = (0..4)
+        .map(|b| {
+            (0..w)
+                .filter(|&r| r.min(3) == b)
+                .map(|r| chunk_range(n, w, r).len() as u64)
+                .sum()
+        })
+        .collect();
+    if hist.0 != expected {
+        return Err(format!("histogram {:?}, expected {expected:?}", hist.0));
+    }
+    Ok(())
+}
+
+/// `double_buffer` heat steps equal the serial stencil bit for bit.
+fn double_buffer_heat(pool: &Pool, prefix: &str) -> Check {
+    let n = 10_007;
+    let init = Array1::from_shape_fn(n, |i| if i % 1000 == 0 { 100.0 } else { (i % 7) as f64 });
+    for steps in [1usize, 2, 7, 50] {
+        let mut a =
+            SharedArray::from_array_with(&opts(prefix, &format!("heata{steps}")), &init).map_err(e)?;
+        let mut b =
+            SharedArray::from_array_with(&opts(prefix, &format!("heatb{steps}")), &init).map_err(e)?;
+        pool.double_buffer(&mut a, &mut b, steps, 0.25f64, |ctx, src, dst, &alpha| {
+            heat_step_1d(src, dst, ctx.rows(), alpha).expect("heat step");
+        })
+        .map_err(e)?;
+        let mut reference = init.clone();
+        heat_serial_1d(reference.view_mut(), steps, 0.25);
+        let result = if steps % 2 == 0 { a.view() } else { b.view() };
+        if result != reference.view() {
+            return Err(format!("{steps} heat steps differ from heat_serial_1d"));
+        }
+    }
+    Ok(())
+}
+
+/// A kernel of several phases separated by `ctx.barrier()`: in each phase
+/// every worker writes its rows of a board, then reads everybody's rows.
+fn multi_phase_barrier(pool: &Pool, prefix: &str) -> Check {
+    let w = pool.workers();
+    let n = 1009;
+    let board = SharedArray::<u64, Ix1>::create_with(&opts(prefix, "board"), n).map_err(e)?;
+    let data = SharedArray::<u64, Ix1>::create_with(&opts(prefix, "phasedata"), n).map_err(e)?;
+    let phases = 6u64;
+    let bad = pool
+        .map_reduce_with(
+            &data,
+            Serde((board.name(), phases)),
+            |ctx: &Ctx<'_>, _chunk, Serde((board, phases))| phase_kernel(ctx, board, *phases),
+            |x: u64, y: u64| x + y,
+        )
+        .map_err(e)?;
+    drop(board);
+    if bad != 0 {
+        return Err(format!(
+            "{bad} stale or wrong board reads across {phases} phases of {w} workers"
+        ));
+    }
+    Ok(())
+}
+
+/// One worker's phases: returns how many board entries it read wrong.
+pub fn phase_kernel(ctx: &Ctx<'_>, board: &str, phases: u64) -> u64 {
+    let Ok(mut board) = SharedArray::<u64, Ix1>::attach(board) else {
+        return u64::MAX / 4;
+    };
+    let n = board.len();
+    let mut bad = 0;
+    for phase in 0..phases {
+        let rows = chunk_range(n, ctx.workers(), ctx.rank());
+        board
+            .view_mut()
+            .slice_mut(ndarray::s![rows])
+            .fill(phase * 1000 + ctx.rank() as u64);
+        ctx.barrier();
+        for r in 0..ctx.workers() {
+            let expect = phase * 1000 + r as u64;
+            bad += board
+                .view()
+                .slice(ndarray::s![chunk_range(n, ctx.workers(), r)])
+                .iter()
+                .filter(|&&x| x != expect)
+                .count() as u64;
+        }
+        ctx.barrier();
+    }
+    bad
+}
+
+/// Persistent workers are the same processes before and after other jobs;
+/// a capturing kernel runs on other, short-lived processes.
+fn persistent_workers(pool: &Pool, prefix: &str, start: Start) -> Check {
+    let probe = SharedArray::<u8, Ix1>::create_with(&opts(prefix, "pids"), 64).map_err(e)?;
+    let before = pool_pids(pool, &probe).map_err(e)?;
+    let mut a = SharedArray::<f64, Ix1>::create_with(&opts(prefix, "between"), 1000).map_err(e)?;
+    for _ in 0..5 {
+        pool.for_each_chunk(&mut a, |mut c| c.mapv_inplace(|x| x + 1.0))
+            .map_err(e)?;
+    }
+    let after = pool_pids(pool, &probe).map_err(e)?;
+    if before != after {
+        return Err(format!(
+            "worker pids changed across jobs: {before:?} then {after:?}"
+        ));
+    }
+    let me = getpid();
+    if before.iter().any(|&p| p == me) || before.len() != pool.workers() {
+        return Err(format!(
+            "worker pids {before:?} are not {} other processes",
+            pool.workers()
+        ));
+    }
+    let children = children_of(me);
+    if before.iter().any(|p| !children.contains(p)) {
+        return Err(format!(
+            "workers {before:?} are not all children of the coordinator"
+        ));
+    }
+    if start == Start::Fork {
+        let offset = 0i32;
+        let transient = pool
+            .map_reduce_with(
+                &probe,
+                (),
+                move |ctx, _c, _: &()| Serde(vec![(ctx.rank(), std::process::id() as i32 + offset)]),
+                |Serde(mut x), Serde(y)| {
+                    x.extend(y);
+                    Serde(x)
+                },
+            )
+            .map_err(e)?;
+        if transient.0.iter().any(|(_, p)| before.contains(p)) {
+            return Err("a capturing kernel ran on a persistent worker".into());
+        }
+    }
+    Ok(())
+}
+
+/// `Scope` removes what it owns, also when the code in it panics.
+fn scope_cleanup(prefix: &str) -> Check {
+    let names = [format!("{prefix}scope1"), format!("{prefix}scope2")];
+    {
+        let scope = Scope::new();
+        let a = scope
+            .create_with::<f64, _>(&SegmentOptions::new().name(&names[0]), 100)
+            .map_err(e)?;
+        let b = scope
+            .create_with::<u8, _>(&SegmentOptions::new().name(&names[1]).persist(true), 100)
+            .map_err(e)?;
+        std::mem::forget(a);
+        drop(b);
+    }
+    let panicked = std::panic::catch_unwind(|| {
+        let scope = Scope::new();
+        let _a = scope
+            .create_with::<f64, _>(&SegmentOptions::new().name(&format!("{prefix}scope3")), 100)
+            .expect("create");
+        let kept = scope
+            .create_with::<f64, _>(&SegmentOptions::new().name(&format!("{prefix}scope4")), 100)
+            .expect("create");
+        std::mem::forget(kept);
+        panic!("expected panic inside a scope");
+    });
+    if panicked.is_ok() {
+        return Err("the scope closure did not panic".into());
+    }
+    let left: Vec<String> = ["scope1", "scope2", "scope3", "scope4"]
+        .iter()
+        .map(|s| format!("{prefix}{s}"))
+        .filter(|n| std::path::Path::new("/dev/shm").join(n).exists())
+        .collect();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("scope left {left:?}"))
+    }
+}
+
+/// Argument errors: 0 workers, parameters over 16 KiB, a partial result
+/// larger than its slot; the pool works after each.
+fn bad_arguments(pool: &Pool, prefix: &str, start: Start) -> Check {
+    match Pool::builder().workers(0).start(start).build() {
+        Err(Error::InvalidWorkers { requested: 0, .. }) => {}
+        other => return Err(format!("0 workers gave {other:?}")),
+    }
+    let mut a = SharedArray::<u8, Ix1>::create_with(&opts(prefix, "args"), 999).map_err(e)?;
+    match pool.for_each_chunk_with(&mut a, Serde(vec![7u8; 20_000]), |_c, _x, _p| {}) {
+        Err(Error::TooLarge { size, max, .. }) if size > max && max == shmpar::MAX_PARAMS_BYTES => {}
+        other => return Err(format!("20 KB of parameters gave {other:?}")),
+    }
+    match pool.map_reduce_with(&a, (), |_c, _x, _: &()| Serde(vec![1u8; 100_000]), |x, _y| x) {
+        Err(Error::WorkerFailed {
+            cause: Cause::Failed(_) | Cause::Panicked(_),
+            ..
+        })
+        | Err(Error::TooLarge { .. }) => {}
+        other => return Err(format!("a 100 KB partial gave {:?}", other.map(|_| ()))),
+    }
+    pool.for_each_chunk(&mut a, |mut c| c.fill(9)).map_err(e)?;
+    if a.view().iter().any(|&x| x != 9) {
+        return Err("the pool did not work after argument errors".into());
+    }
+    Ok(())
+}
+
+/// A fork pool refuses to start in a multithreaded process; a spawn pool
+/// starts there and works.
+fn fork_with_threads(prefix: &str) -> Check {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let fork = Pool::builder().workers(2).build();
+    let spawn = Pool::builder().workers(2).start(Start::Spawn).build();
+    let result = match (fork, spawn) {
+        (Err(Error::ForkWithThreads { threads }), Ok(pool)) if threads >= 2 => {
+            let mut a = SharedArray::<u32, Ix1>::create_with(&opts(prefix, "threads"), 77).map_err(e)?;
+            pool.for_each_chunk(&mut a, |mut c| c.fill(5)).map_err(e)?;
+            if a.view().iter().all(|&x| x == 5) {
+                Ok(())
+            } else {
+                Err("spawn pool job wrong".into())
+            }
+        }
+        (fork, spawn) => Err(format!(
+            "with 2 threads: fork pool gave {:?}, spawn pool gave {:?}",
+            fork.map(|_| ()),
+            spawn.map(|_| ())
+        )),
+    };
+    drop(tx);
+    let _ = thread.join();
+    result
+}
+
+pub fn run(args: &Args) -> Tally {
+    let start = if args.get("start") == Some("spawn") {
+        Start::Spawn
+    } else {
+        Start::Fork
+    };
+    let label = if start == Start::Spawn { "spawn" } else { "fork" };
+    let name = format!("functional-{label}");
+    let prefix = crate::common::prefix(&name);
+    let mut tally = Tally::new(&name);
+    let pool = match Pool::builder().workers(3).start(start).build() {
+        Ok(pool) => pool,
+        Err(err) => {
+            tally.trial("build pool", Err(e(err)));
+            return tally;
+        }
+    };
+    let checks: Vec<(&str, Box<dyn Fn() -> Check + '_>)> = vec![
+        (
+            "for_each_chunk exactly once",
+            Box::new(|| each_element_once(&pool, &prefix)),
+        ),
+        (
+            "map_reduce equals serial",
+            Box::new(|| map_reduce_matches_serial(&pool, &prefix)),
+        ),
+        (
+            "capturing closure",
+            Box::new(|| capturing_closure(&pool, &prefix, start)),
+        ),
+        ("_with params", Box::new(|| with_params(&pool, &prefix))),
+        (
+            "double_buffer heat",
+            Box::new(|| double_buffer_heat(&pool, &prefix)),
+        ),
+        (
+            "multi-phase barrier",
+            Box::new(|| multi_phase_barrier(&pool, &prefix)),
+        ),
+        (
+            "persistent workers",
+            Box::new(|| persistent_workers(&pool, &prefix, start)),
+        ),
+        ("scope cleanup", Box::new(|| scope_cleanup(&prefix))),
+        ("bad arguments", Box::new(|| bad_arguments(&pool, &prefix, start))),
+    ];
+    for (label, check) in &checks {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check))
+            .unwrap_or_else(|_| Err("the check panicked".into()));
+        let outcome = outcome.and_then(|()| leftovers(&prefix));
+        tally.trial(label, outcome);
+    }
+    drop(checks);
+    drop(pool);
+    let after = tally.after_trial(&prefix);
+    tally.trial("pool drop leaves nothing", after);
+    // Last: it starts a thread, after which this process may not fork.
+    if start == Start::Fork {
+        let outcome = fork_with_threads(&prefix).and_then(|()| tally.after_trial(&prefix));
+        tally.trial("fork refused with threads, spawn works", outcome);
+    }
+    tally
+}
+
+/// Arrays of a check that outlived it.
+fn leftovers(prefix: &str) -> Check {
+    let left: Vec<String> = crate::common::leaked_segments(prefix)
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left behind: {left:?}"))
+    }
+}
