@@ -193,6 +193,23 @@ pub enum Error {
         max: u32,
     },
 
+    /// The calling thread already holds the lock it asked for: waiting would
+    /// never end.
+    #[error("this thread already holds the lock; locking it again would wait forever")]
+    WouldDeadlock,
+
+    /// A futex system call failed in a way a valid, aligned word cannot
+    /// cause (`EFAULT`, `EINVAL`, `ENOSYS`): the kernel lacks futexes, or
+    /// the word is not where it should be.
+    #[error("{op} failed")]
+    Futex {
+        /// The operation.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A wait did not complete within its time limit.
     #[error("{op} timed out after {after:?}")]
     Timeout {

@@ -4,7 +4,7 @@
 //! languages; the tests at the bottom of this file pin every offset that
 //! document gives, so the two cannot drift apart.
 //!
-//! A header is trusted only after [`Layout::read`] has copied it out of the
+//! A header is trusted only after `Layout::read` has copied it out of the
 //! mapping and validated every field against the real size of the segment:
 //! a corrupt or forged header yields a typed error, never an out-of-bounds
 //! view. Fields are copied once, so a writer changing them afterwards cannot
@@ -155,7 +155,7 @@ impl Layout {
                 reason: format!("{slot_count} slots, at most {MAX_SLOT_COUNT}"),
             });
         }
-        if !(64..=MAX_SLOT_SIZE).contains(&slot_size) || slot_size % 64 != 0 {
+        if !(64..=MAX_SLOT_SIZE).contains(&slot_size) || !slot_size.is_multiple_of(64) {
             return Err(Error::InvalidOption {
                 option: "slot size",
                 reason: format!(
@@ -398,7 +398,7 @@ impl RawFields {
         let slot_size = self.slot_size as usize;
         let slot_count = self.slot_count as usize;
         if self.slot_count > MAX_SLOT_COUNT
-            || (slot_count > 0 && (slot_size < 64 || self.slot_size > MAX_SLOT_SIZE || slot_size % 64 != 0))
+            || (slot_count > 0 && (slot_size < 64 || self.slot_size > MAX_SLOT_SIZE || !slot_size.is_multiple_of(64)))
         {
             return Err(corrupt(
                 name,
@@ -568,7 +568,8 @@ mod tests {
     #[test]
     fn each_inconsistency_is_a_typed_error() {
         let (base, size) = good();
-        let cases: Vec<(&str, Box<dyn Fn(&mut RawFields)>)> = vec![
+        type Forge = Box<dyn Fn(&mut RawFields)>;
+        let cases: Vec<(&str, Forge)> = vec![
             ("dtype", Box::new(|r| r.dtype = 99)),
             ("elem size", Box::new(|r| r.elem_size = 4)),
             ("ndim", Box::new(|r| r.ndim = 9)),

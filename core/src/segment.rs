@@ -602,11 +602,11 @@ pub fn peek(location: &Location) -> Result<Layout> {
         name: location.display_name(),
         reason: "the object is larger than the address space".into(),
     })?;
-    // SAFETY: `bytes` is one `Header`, `HEADER_SIZE` readable and aligned
-    // bytes (zero past the object's end), which covers `min(size, HEADER_SIZE)`.
+    // SAFETY: `bytes` is `HEADER_SIZE` readable bytes aligned as a `Header`
+    // (zero past the object's end), which covers `min(size, HEADER_SIZE)`.
     unsafe {
         Layout::read(
-            bytes.as_ptr().cast(),
+            bytes.0.as_ptr(),
             header::HEADER_SIZE,
             size,
             &location.display_name(),
@@ -622,34 +622,39 @@ pub fn peek_creator(location: &Location) -> Option<ProcessId> {
     if size < header::HEADER_SIZE as u64 {
         return None;
     }
-    let header = &bytes[0];
+    let header = bytes.header();
     (header.magic == header::MAGIC).then_some(ProcessId {
         pid: header.creator_pid,
         start_time: header.creator_start_time,
     })
 }
 
+/// A header's bytes, aligned as a [`Header`].
+#[repr(C, align(64))]
+pub(crate) struct HeadBuf([u8; header::HEADER_SIZE]);
+
+impl HeadBuf {
+    fn header(&self) -> &Header {
+        // SAFETY: `HeadBuf` has the size and alignment of `Header`, and
+        // every byte pattern is valid for `Header`'s integer, atomic and
+        // array fields.
+        unsafe { &*(self as *const HeadBuf).cast::<Header>() }
+    }
+}
+
 /// The first `HEADER_SIZE` bytes of the object (zero-padded) and its size.
-fn read_head(location: &Location) -> Result<(Box<[Header]>, u64)> {
+fn read_head(location: &Location) -> Result<(Box<HeadBuf>, u64)> {
     use std::os::unix::fs::FileExt;
     let path = match location {
         Location::Shm(bare) => PathBuf::from("/dev/shm").join(name::validate(bare)?),
         Location::File(path) => path.clone(),
     };
     let file = std::fs::File::open(&path).map_err(|e| open_error(location, "open", e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| open_error(location, "fstat", e))?
-        .len();
-    // SAFETY: all-zero bytes are a valid `Header` (atomics and integers).
-    let mut head: Box<[Header]> = unsafe { Box::new_zeroed_slice(1).assume_init() };
-    // SAFETY: the slice is one `Header`, `HEADER_SIZE` bytes, and any bytes
-    // are valid for its fields; we only write plain bytes into it.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut(head.as_mut_ptr().cast::<u8>(), header::HEADER_SIZE) };
+    let size = file.metadata().map_err(|e| open_error(location, "fstat", e))?.len();
+    let mut head = Box::new(HeadBuf([0; header::HEADER_SIZE]));
     let mut filled = 0;
-    while filled < bytes.len() {
-        match file.read_at(&mut bytes[filled..], filled as u64) {
+    while filled < header::HEADER_SIZE {
+        match file.read_at(&mut head.0[filled..], filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

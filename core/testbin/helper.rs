@@ -11,17 +11,27 @@
 //! - `create-file PATH ELEMENTS`: the same, backed by a file;
 //! - `create-hold NAME`: create a small array, print `ready`, wait for stdin to close.
 
+#![cfg_attr(loom, allow(unused))]
+
+#[cfg(loom)]
+fn main() {}
+
+#[cfg(not(loom))]
 use std::io::{BufRead, Write};
+#[cfg(not(loom))]
 use std::process::ExitCode;
 
 use ndarray::{Ix1, Ix2, Ix3, IxDyn};
+#[cfg(not(loom))]
 use shmpar_core::{Error, SegmentOptions, SharedArray};
 
+#[cfg(not(loom))]
 fn variant(err: &Error) -> String {
     let debug = format!("{err:?}");
     debug.split([' ', '{', '(']).next().unwrap_or_default().to_owned()
 }
 
+#[cfg(not(loom))]
 fn attach_as<T: shmpar_core::Element>(name: &str, rank: &str) -> Result<(), Error> {
     match rank {
         "1" => SharedArray::<T, Ix1>::attach(name).map(drop),
@@ -31,6 +41,7 @@ fn attach_as<T: shmpar_core::Element>(name: &str, rank: &str) -> Result<(), Erro
     }
 }
 
+#[cfg(not(loom))]
 fn run(args: &[String]) -> Result<String, Error> {
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["attach-fill", name, value] => {
@@ -73,6 +84,7 @@ fn run(args: &[String]) -> Result<String, Error> {
     }
 }
 
+#[cfg(not(loom))]
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {

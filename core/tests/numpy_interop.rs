@@ -6,6 +6,7 @@
 //!
 //! Needs a Python with NumPy: `scripts/test.sh` installs one and passes it
 //! in `SHMPAR_PYTHON`.
+#![cfg(not(loom))]
 
 mod common;
 

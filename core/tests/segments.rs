@@ -1,5 +1,6 @@
 //! Segments across real processes: create, attach by name from another
 //! process, lifecycle, and every way an attach can fail.
+#![cfg(not(loom))]
 
 mod common;
 

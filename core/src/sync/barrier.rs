@@ -215,7 +215,7 @@ impl<'a> Barrier<'a> {
     ///   before this generation completes (at once if it already is).
     /// * [`Error::InvalidParties`] when the barrier was never
     ///   [`reset`](Self::reset).
-    /// * [`Error::Io`] if the futex system call fails, which cannot happen
+    /// * [`Error::Futex`] if the futex system call fails, which cannot happen
     ///   on a supported kernel.
     pub fn wait(&self) -> Result<BarrierWaitResult> {
         self.wait_until(None)
@@ -373,9 +373,8 @@ impl<'a> Barrier<'a> {
                     | WaitOutcome::TimedOut,
                 ) => {}
                 Err(source) => {
-                    return Err(Error::Io {
+                    return Err(Error::Futex {
                         op: "futex wait on the barrier",
-                        name: "barrier".to_owned(),
                         source,
                     });
                 }

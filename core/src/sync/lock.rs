@@ -108,9 +108,9 @@ impl<'a> ShmLock<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] with `EDEADLK` if the calling thread already holds the
-    /// lock (waiting would never end), or if the futex system call fails,
-    /// which cannot happen on a supported kernel.
+    /// [`Error::WouldDeadlock`] if the calling thread already holds the
+    /// lock (waiting would never end); [`Error::Futex`] if the futex system
+    /// call fails, which cannot happen on a supported kernel.
     pub fn lock(&self) -> Result<LockGuard<'a>> {
         self.lock_until(None)
     }
@@ -171,11 +171,7 @@ impl<'a> ShmLock<'a> {
                 }
             }
             if current & TID_MASK == me.tid {
-                return Err(Error::Io {
-                    op: "lock (the calling thread already holds it)",
-                    name: "lock".to_owned(),
-                    source: io::Error::from_raw_os_error(libc::EDEADLK),
-                });
+                return Err(Error::WouldDeadlock);
             }
             if spins > 0 {
                 spins -= 1;
@@ -207,9 +203,8 @@ impl<'a> ShmLock<'a> {
                 continue;
             }
             waiters_flag = WAITERS;
-            last_outcome = futex::wait(word, expected, Some(sleep)).map_err(|source| Error::Io {
+            last_outcome = futex::wait(word, expected, Some(sleep)).map_err(|source| Error::Futex {
                 op: "futex wait on the lock",
-                name: "lock".to_owned(),
                 source,
             })?;
             if last_outcome == WaitOutcome::TimedOut {
@@ -545,10 +540,8 @@ mod tests {
         let lock = ShmLock::new(&state);
         let _guard = lock.lock().unwrap();
         match lock.lock() {
-            Err(Error::Io { source, .. }) => {
-                assert_eq!(source.raw_os_error(), Some(libc::EDEADLK));
-            }
-            other => panic!("expected EDEADLK, got {other:?}"),
+            Err(Error::WouldDeadlock) => {}
+            other => panic!("expected WouldDeadlock, got {other:?}"),
         }
     }
 
