@@ -26,7 +26,6 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::io;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
