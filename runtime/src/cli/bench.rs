@@ -74,7 +74,8 @@ impl Kernel {
         passes * len as f64 * dtype.size() as f64
     }
 
-    /// Room a partial result needs in a result slot.
+    /// Room a partial result needs in a result slot: a histogram's counts
+    /// take at most 10 bytes each (postcard varints), plus its edges' bounds.
     pub(crate) fn partial_bytes(&self) -> u32 {
         match self {
             Kernel::Reduce(BuiltinReduction::Histogram(h)) => {
@@ -82,6 +83,21 @@ impl Kernel {
             }
             _ => 4096,
         }
+    }
+
+    /// Refuses a kernel whose partial result cannot fit a process pool's
+    /// result slot (histograms of more than ~100,000 bins).
+    pub(crate) fn check_for_processes(&self) -> CliResult {
+        const SLOT_MAX: u32 = 1 << 20;
+        if self.partial_bytes() > SLOT_MAX - 64 {
+            return Err(CliError::msg(format!(
+                "{} has too many bins for the process backend: a worker's partial must fit a result \
+                 slot of 1 MiB (at most {} bins); use fewer bins or --backend threads",
+                self.spec(),
+                (SLOT_MAX - 64 - 1024) / 10
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -117,6 +133,8 @@ fn free_bytes(dir: &str) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialized `stat`.
     let stat = unsafe { stat.assume_init() };
+    // The field types differ between platforms (u32 on some 32-bit ones).
+    #[allow(clippy::unnecessary_cast)]
     Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 

@@ -102,6 +102,11 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
     if backends.is_empty() {
         return Err(CliError::msg("--backends names no backend"));
     }
+    if backends.contains(&BackendKind::Processes) {
+        for kernel in &kernels {
+            kernel.check_for_processes()?;
+        }
+    }
     bench::check_memory(args.len, args.dtype)?;
     let configs: Vec<(BackendKind, usize)> = backends
         .iter()

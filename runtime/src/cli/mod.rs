@@ -42,6 +42,10 @@ enum Command {
         /// Only list what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove segments their dead creator persisted on purpose
+        /// (`SegmentOptions::persist`), which gc otherwise keeps.
+        #[arg(long)]
+        include_persistent: bool,
     },
     /// Print a segment's header and summary statistics of its data.
     Inspect {
@@ -114,13 +118,13 @@ struct RunArgs {
     /// std:DDOF, norm, histogram:LO:HI:BINS).
     kernel: String,
     /// Number of elements (`20000000`, `2e7` and `20_000_000` all work).
-    #[arg(long, default_value = "1e7", value_parser = units::parse_len)]
+    #[arg(long, default_value = "1e7", value_parser = units::parse_len, allow_negative_numbers = true)]
     len: usize,
     /// Element type.
     #[arg(long, value_enum, default_value_t = FloatType::F64)]
     dtype: FloatType,
     /// Number of workers (chunks); default: the CPUs this process may use.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     workers: Option<usize>,
     /// Where the kernel runs.
     #[arg(long, default_value = "processes", value_parser = parse_backend)]
@@ -139,7 +143,7 @@ struct CompareArgs {
     #[arg(long, value_delimiter = ',', default_value = "sqrt,mean")]
     kernels: Vec<String>,
     /// Number of elements (`2e7` works).
-    #[arg(long, default_value = "2e7", value_parser = units::parse_len)]
+    #[arg(long, default_value = "2e7", value_parser = units::parse_len, allow_negative_numbers = true)]
     len: usize,
     /// Element type.
     #[arg(long, value_enum, default_value_t = FloatType::F64)]
@@ -149,7 +153,12 @@ struct CompareArgs {
     #[arg(long, value_delimiter = ',', default_value = "processes,threads,serial", value_parser = parse_backend)]
     backends: Vec<BackendKind>,
     /// Worker counts, comma-separated (serial always runs once, on 1 worker).
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2",
+        allow_negative_numbers = true
+    )]
     workers: Vec<usize>,
     /// Timed runs per configuration, after one untimed warm-up run.
     #[arg(long, default_value_t = 5)]
@@ -233,7 +242,10 @@ pub(crate) fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Ls { json } => segments::ls(json),
-        Command::Gc { dry_run } => segments::gc(dry_run),
+        Command::Gc {
+            dry_run,
+            include_persistent,
+        } => segments::gc(dry_run, include_persistent),
         Command::Inspect { name, json } => segments::inspect(&name, json),
         Command::Run(args) => run::run(&args),
         Command::Compare(args) => compare::compare(&args),
@@ -265,13 +277,21 @@ fn usage_error(e: &clap::Error) -> i32 {
             0
         };
     }
+    // The first paragraph of clap's message, on one line.
     let rendered = e.render().to_string();
-    let first = rendered
+    let paragraph: Vec<&str> = rendered
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    let _ = writeln!(io::stderr(), "shmpar: error: {first} (see shmpar --help)");
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let text = paragraph.join(" ");
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let text = if text.is_empty() {
+        "invalid arguments"
+    } else {
+        text
+    };
+    let _ = writeln!(io::stderr(), "shmpar: error: {text} (see shmpar --help)");
     2
 }

@@ -23,6 +23,9 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
     if args.repeat == 0 || args.repeat > 1_000_000 {
         return Err(CliError::msg("--repeat must be between 1 and 1000000"));
     }
+    if args.backend == BackendKind::Processes {
+        kernel.check_for_processes()?;
+    }
     bench::check_memory(args.len, args.dtype)?;
     match args.dtype {
         FloatType::F32 => run_typed::<f32>(args, &kernel, workers),

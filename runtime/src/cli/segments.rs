@@ -32,7 +32,7 @@ pub(crate) fn ls(json: bool) -> CliResult {
     if list.is_empty() {
         return out("no shmpar segments in /dev/shm\n");
     }
-    let rows: Vec<[String; 7]> = list
+    let rows: Vec<[String; 8]> = list
         .iter()
         .map(|s| {
             [
@@ -42,16 +42,24 @@ pub(crate) fn ls(json: bool) -> CliResult {
                 bytes(s.bytes),
                 s.creator_pid.to_string(),
                 alive_text(s).into(),
+                if s.persistent { "yes" } else { "no" }.into(),
                 s.state.clone(),
             ]
         })
         .collect();
-    let header = ["NAME", "DTYPE", "SHAPE", "SIZE", "CREATOR", "ALIVE", "STATE"].map(String::from);
-    out(&table(
-        &header,
-        &rows,
-        &[false, false, false, true, true, false, false],
-    ))
+    let header = [
+        "NAME",
+        "DTYPE",
+        "SHAPE",
+        "SIZE",
+        "CREATOR",
+        "ALIVE",
+        "PERSISTENT",
+        "STATE",
+    ]
+    .map(String::from);
+    let right = [false, false, false, true, true, false, false, false];
+    out(&table(&header, &rows, &right))
 }
 
 /// Left- or right-aligned columns separated by two spaces.
@@ -79,9 +87,9 @@ pub(crate) fn table<const N: usize>(header: &[String; N], rows: &[[String; N]], 
     text
 }
 
-/// `shmpar gc [--dry-run]`.
-pub(crate) fn gc(dry_run: bool) -> CliResult {
-    let orphans = gc::collect(dry_run);
+/// `shmpar gc [--dry-run] [--include-persistent]`.
+pub(crate) fn gc(dry_run: bool, include_persistent: bool) -> CliResult {
+    let orphans = gc::collect_with(dry_run, include_persistent);
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut text = String::new();
     for s in &orphans {
@@ -99,12 +107,27 @@ pub(crate) fn gc(dry_run: bool) -> CliResult {
     let plural = if count == 1 { "" } else { "s" };
     text.push_str(&match (dry_run, count) {
         (_, 0) => "gc: no orphaned segments\n".to_string(),
+        (true, _) if include_persistent => format!(
+            "gc: {count} orphaned segment{plural} ({}); run `shmpar gc --include-persistent` to remove them\n",
+            bytes(total)
+        ),
         (true, _) => format!(
             "gc: {count} orphaned segment{plural} ({}); run `shmpar gc` to remove them\n",
             bytes(total)
         ),
         (false, _) => format!("gc: removed {count} segment{plural}, {} freed\n", bytes(total)),
     });
+    if !include_persistent {
+        let kept = gc::list()
+            .iter()
+            .filter(|s| s.persistent && !s.alive && s.creator_pid != 0)
+            .count();
+        if kept > 0 {
+            text.push_str(&format!(
+                "gc: kept {kept} persisted segment(s) of dead creators (--include-persistent removes them)\n"
+            ));
+        }
+    }
     out(&text)
 }
 
@@ -122,6 +145,7 @@ struct Inspection {
     slot_size: usize,
     creator_pid: i32,
     alive: bool,
+    persistent: bool,
     state: String,
     stats: Stats,
 }
@@ -210,6 +234,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
         slot_size: layout.slot_size,
         creator_pid: layout.creator.pid,
         alive: layout.creator.is_alive(),
+        persistent: layout.persistent,
         state: info.state,
         stats,
     };
@@ -227,6 +252,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
          bytes        {} ({} of data at offset {})\n\
          slots        {} x {} B\n\
          creator      pid {} ({})\n\
+         persistent   {}\n\
          state        {}\n\
          count        {} (not NaN)\n\
          nan          {}\n\
@@ -246,6 +272,11 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
         report.slot_size,
         report.creator_pid,
         if report.alive { "alive" } else { "dead" },
+        if report.persistent {
+            "yes: kept after its creator exits"
+        } else {
+            "no: unlinked when its creator drops it"
+        },
         report.state,
         s.count,
         s.nan,

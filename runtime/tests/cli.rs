@@ -1,0 +1,358 @@
+//! The `shmpar` command line, run as a separate process: listing, inspecting
+//! and collecting segments this test creates, running and comparing
+//! kernels, and refusing bad input with one line and a non-zero status,
+//! leaving nothing behind in /dev/shm.
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ndarray::{Array1, Array2, Ix1, Ix2};
+use serde_json::Value;
+use shmpar::{SegmentOptions, SharedArray};
+
+/// Every pool start collects orphans, so the test that makes one runs
+/// alone (write lock); the others share (read lock).
+static GC: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    GC.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    GC.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A segment name of this test process.
+fn name(what: &str) -> String {
+    format!("shmpar_clitest_{what}_{}", std::process::id())
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `shmpar ARGS`, then checks that the child left no segment behind.
+fn shmpar(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_shmpar"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shmpar");
+    let pid = child.id() as i32;
+    let out = child.wait_with_output().expect("wait for shmpar");
+    let left: Vec<String> = shmpar::gc::list()
+        .into_iter()
+        .filter(|s| s.creator_pid == pid)
+        .map(|s| s.name)
+        .collect();
+    assert!(left.is_empty(), "shmpar {args:?} left segments behind: {left:?}");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = shmpar(args);
+    assert_eq!(
+        out.code, 0,
+        "shmpar {args:?} failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    out.stdout
+}
+
+fn json(args: &[&str]) -> Value {
+    let text = ok(args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("shmpar {args:?} printed no JSON ({e}):\n{text}"))
+}
+
+#[test]
+fn ls_lists_a_segment_of_this_process() {
+    let _g = shared();
+    let a = SharedArray::<f32, Ix2>::create_with(&SegmentOptions::new().name(&name("ls")), (3, 4)).unwrap();
+    let table = ok(&["ls"]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&a.name()))
+        .unwrap_or_else(|| panic!("{} not listed:\n{table}", a.name()));
+    assert!(
+        line.contains("f32") && line.contains("[3, 4]") && line.contains("yes"),
+        "{line}"
+    );
+
+    let list = json(&["ls", "--json"]);
+    let me = list
+        .as_array()
+        .expect("one JSON array")
+        .iter()
+        .find(|s| s["name"] == a.name())
+        .expect("listed in JSON");
+    assert_eq!(me["dtype"], "f32");
+    assert_eq!(me["shape"], serde_json::json!([3, 4]));
+    assert!(me["bytes"].as_u64().unwrap() >= 48);
+    assert_eq!(me["creator_pid"], std::process::id());
+    assert_eq!(me["alive"], true);
+}
+
+#[test]
+fn inspect_prints_header_and_statistics() {
+    let _g = shared();
+    let data = Array1::from_vec(vec![1.0f64, 2.0, f64::NAN, 4.0]);
+    let a = SharedArray::<f64, Ix1>::from_array_with(&SegmentOptions::new().name(&name("inspect")), &data)
+        .unwrap();
+    let text = ok(&["inspect", &a.name()]);
+    for expected in [
+        "dtype        f64",
+        "shape        [4]",
+        "offset 20480",
+        "(alive)",
+        "count        3",
+        "nan          1",
+        "min          1",
+        "max          4",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    let report = json(&["inspect", "--json", &format!("/dev/shm/{}", a.name())]);
+    assert_eq!(report["creator_pid"], std::process::id());
+    assert_eq!(report["alive"], true);
+    assert_eq!(report["stats"]["count"], 3);
+    assert_eq!(report["stats"]["nan"], 1);
+    let mean = report["stats"]["mean"].as_f64().unwrap();
+    assert!((mean - 7.0 / 3.0).abs() < 1e-12, "{mean}");
+
+    let ints = Array2::from_shape_fn((2, 3), |(i, j)| (i * 3 + j) as i32 - 2);
+    let b = SharedArray::from_array_with(&SegmentOptions::new().name(&name("inspect_i32")), &ints).unwrap();
+    let report = json(&["inspect", "--json", &b.name()]);
+    assert_eq!(report["dtype"], "i32");
+    assert_eq!(report["shape"], serde_json::json!([2, 3]));
+    assert_eq!(report["stats"]["min"], -2.0);
+    assert_eq!(report["stats"]["max"], 3.0);
+    assert_eq!(report["stats"]["mean"], 0.5);
+}
+
+/// Creates a segment named `name`, then forges a dead creator into its
+/// header (docs/segment-layout.md: pid at 136, start time at 144).
+fn orphan(name: &str, persist: bool) -> PathBuf {
+    let a =
+        SharedArray::<f64, Ix1>::create_with(&SegmentOptions::new().name(name).persist(persist), 16).unwrap();
+    // Keep the name: a persisted handle never unlinks; a plain one would on drop.
+    std::mem::forget(a);
+    let path = PathBuf::from("/dev/shm").join(name);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&(i32::MAX - 1).to_le_bytes(), 136).unwrap();
+    file.write_all_at(&1u64.to_le_bytes(), 144).unwrap();
+    path
+}
+
+#[test]
+fn gc_removes_orphans_and_never_a_live_segment() {
+    let _g = exclusive();
+    let live = SharedArray::<f64, Ix1>::create_with(&SegmentOptions::new().name(&name("live")), 16).unwrap();
+    let live_path = PathBuf::from("/dev/shm").join(live.name());
+    let (plain_name, kept_name) = (name("orphan"), name("orphan_persisted"));
+    let plain = orphan(&plain_name, false);
+    let kept = orphan(&kept_name, true);
+
+    let listed = json(&["ls", "--json"]);
+    let entry = |n: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap_or_else(|| panic!("{n} not listed"))
+            .clone()
+    };
+    assert_eq!(entry(&plain_name)["alive"], false);
+    assert_eq!(entry(&kept_name)["alive"], false);
+    assert_eq!(entry(&kept_name)["persistent"], true);
+    assert_eq!(entry(&live.name())["alive"], true);
+
+    let dry = ok(&["gc", "--dry-run"]);
+    assert!(dry.contains(&format!("would remove {plain_name}")), "{dry}");
+    assert!(!dry.contains(&kept_name) && !dry.contains(&live.name()), "{dry}");
+    assert!(plain.exists(), "--dry-run removed the orphan");
+
+    let done = ok(&["gc"]);
+    assert!(done.contains(&format!("removed {plain_name}")), "{done}");
+    assert!(!plain.exists(), "gc left the orphan");
+    assert!(
+        kept.exists(),
+        "gc removed a persisted segment without --include-persistent"
+    );
+    assert!(live_path.exists(), "gc removed a live segment");
+
+    let dry = ok(&["gc", "--dry-run", "--include-persistent"]);
+    assert!(dry.contains(&format!("would remove {kept_name}")), "{dry}");
+    let done = ok(&["gc", "--include-persistent"]);
+    assert!(done.contains(&format!("removed {kept_name}")), "{done}");
+    assert!(
+        !kept.exists(),
+        "gc --include-persistent left the persisted orphan"
+    );
+    assert!(live_path.exists(), "gc removed a live segment");
+}
+
+#[test]
+fn run_verifies_kernels_on_every_backend() {
+    let _g = shared();
+    for backend in ["processes", "threads", "serial"] {
+        for kernel in ["sqrt", "sqrt_abs", "scale:2", "mean", "var:1", "histogram:0:1:64"] {
+            let text = ok(&[
+                "run",
+                kernel,
+                "--len",
+                "10_000",
+                "--workers",
+                "2",
+                "--repeat",
+                "2",
+                "--backend",
+                backend,
+            ]);
+            assert!(text.contains("verified"), "{kernel} on {backend}:\n{text}");
+        }
+    }
+    let text = ok(&[
+        "run", "sqrt_abs", "--len", "5e3", "--dtype", "f32", "--start", "spawn",
+    ]);
+    assert!(
+        text.contains("spawn start") && text.contains("verified"),
+        "{text}"
+    );
+    let text = ok(&["run", "std:1", "--len", "5e3", "--dtype", "f32", "--workers", "3"]);
+    assert!(text.contains("result") && text.contains("verified"), "{text}");
+}
+
+#[test]
+fn compare_writes_json_and_svg() {
+    let _g = shared();
+    let dir = std::env::temp_dir().join(format!("shmpar-clitest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json_path, svg_path) = (dir.join("compare.json"), dir.join("compare.svg"));
+    let table = ok(&[
+        "compare",
+        "--len",
+        "20000",
+        "--workers",
+        "1,2",
+        "--repeat",
+        "2",
+        "--kernels",
+        "sqrt,mean,histogram:0:1:16",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--plot",
+        svg_path.to_str().unwrap(),
+    ]);
+    assert!(
+        table.contains("vs serial") && table.contains("vs threads"),
+        "{table}"
+    );
+    let records: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    // 3 kernels x (processes 1, 2 + threads 1, 2 + serial once).
+    assert_eq!(records.len(), 15, "{records:?}");
+    for r in records {
+        for field in [
+            "kernel", "backend", "workers", "len", "dtype", "median_s", "min_s", "max_s", "cold_s",
+            "gb_per_s",
+        ] {
+            assert!(!r[field].is_null(), "{field} missing in {r}");
+        }
+        assert_eq!(r["verified"], true, "{r}");
+        assert_eq!(r["len"], 20000);
+        assert_eq!(r["dtype"], "f64");
+        assert!(r["min_s"].as_f64() <= r["median_s"].as_f64());
+    }
+    for backend in ["processes", "threads", "serial"] {
+        assert!(
+            records.iter().any(|r| r["backend"] == backend),
+            "no {backend} records"
+        );
+    }
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("processes"),
+        "not an SVG chart"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_failure() {
+    let _g = shared();
+    let cases: &[&[&str]] = &[
+        &["run", "cube"],
+        &["run", "scale:x"],
+        &["run", "clamp:1:0"],
+        &["run", "histogram:0:1:0"],
+        &["run", "histogram:0:1:1000000", "--len", "100"],
+        &["run", "sqrt", "--len", "0"],
+        &["run", "sqrt", "--len", "-5"],
+        &["run", "sqrt", "--len", "abc"],
+        &["run", "sqrt", "--len", "1.5"],
+        &["run", "sqrt", "--len", "1e40"],
+        &["run", "sqrt", "--len", "1e13"],
+        &["run", "sqrt", "--len", "1e18"],
+        &["run", "sqrt", "--workers", "0"],
+        &["run", "sqrt", "--workers", "2000"],
+        &["run", "sqrt", "--len", "3", "--workers", "4"],
+        &["run", "sqrt", "--backend", "gpu"],
+        &["run", "sqrt", "--dtype", "f16"],
+        &["run", "sqrt", "--repeat", "0"],
+        &["run"],
+        &["compare", "--kernels", "sqrt,cube"],
+        &["compare", "--workers", "1,0"],
+        &["compare", "--workers", "1,1025"],
+        &["compare", "--len", "10", "--workers", "11"],
+        &["compare", "--len", "1e12"],
+        &["compare", "--backends", "gpu"],
+        &["compare", "--len", "100", "--json", "/nonexistent/dir/x.json"],
+        &["inspect", "shmpar_clitest_no_such_segment"],
+        &["inspect", "../etc/passwd"],
+        &["frobnicate"],
+    ];
+    for args in cases {
+        let out = shmpar(args);
+        assert_ne!(out.code, 0, "shmpar {args:?} succeeded:\n{}", out.stdout);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "shmpar {args:?}: not one line:\n{}", out.stderr);
+        assert!(
+            lines[0].starts_with("shmpar: error: "),
+            "shmpar {args:?}: {}",
+            lines[0]
+        );
+        assert!(!out.stderr.contains("panicked"), "shmpar {args:?} panicked");
+    }
+}
+
+#[test]
+fn inspect_refuses_a_file_that_is_not_shmpar() {
+    let _g = shared();
+    let path = PathBuf::from("/dev/shm").join(name("not_shmpar"));
+    std::fs::write(&path, vec![7u8; 4096]).unwrap();
+    let out = shmpar(&["inspect", path.file_name().unwrap().to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.starts_with("shmpar: error: ") && out.stderr.contains("not a shmpar segment"));
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn help_and_version_succeed() {
+    let _g = shared();
+    for sub in ["ls", "gc", "inspect", "run", "compare"] {
+        assert!(ok(&[sub, "--help"]).contains("Usage"));
+    }
+    assert!(ok(&["--version"]).starts_with("shmpar "));
+}
