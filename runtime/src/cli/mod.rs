@@ -161,7 +161,7 @@ struct CompareArgs {
     )]
     workers: Vec<usize>,
     /// Timed runs per configuration, after one untimed warm-up run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     repeat: usize,
     /// How process workers start.
     #[arg(long, value_enum, default_value_t = StartMethod::Fork)]

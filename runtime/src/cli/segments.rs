@@ -242,7 +242,11 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
         let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::msg(e.to_string()))?;
         return out(&format!("{text}\n"));
     }
-    let num = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x}"));
+    let num = |v: Option<f64>| match v {
+        None => "-".to_string(),
+        Some(x) if x != 0.0 && x.is_finite() && !(1e-4..1e15).contains(&x.abs()) => format!("{x:e}"),
+        Some(x) => format!("{x}"),
+    };
     let s = &report.stats;
     out(&format!(
         "name         {}\n\
