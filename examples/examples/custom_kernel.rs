@@ -47,17 +47,16 @@ fn main() -> Result<(), shmpar::Error> {
     );
 
     // 2. Passed as parameters: the closure is zero-sized, the persistent
-    //    workers run it. `ctx` tells the worker its rank and rows.
+    //    workers run it. Plain numbers need no `Serde`; these two calls
+    //    cancel out, and let the workers map `b` before the timed call.
     let mut b = SharedArray::from_array(&input)?;
+    pool.for_each_chunk_with(&mut b, 2.0f64, |_ctx, mut chunk, k| chunk *= *k)?;
+    pool.for_each_chunk_with(&mut b, 0.5f64, |_ctx, mut chunk, k| chunk *= *k)?;
     let t = Instant::now();
     pool.for_each_chunk_with(&mut b, Serde(p), |_ctx, mut chunk, p| {
         chunk.mapv_inplace(|x| soft_clip(x, &p.0))
     })?;
     println!("parameters via `_with`:   {:?} (persistent workers)", t.elapsed());
-
-    // Plain numbers (and arrays of them) need no `Serde`: here a scale factor.
-    pool.for_each_chunk_with(&mut b, 2.0f64, |_ctx, mut chunk, k| chunk *= *k)?;
-    pool.for_each_chunk_with(&mut b, 0.5f64, |_ctx, mut chunk, k| chunk *= *k)?;
 
     let expected = input.mapv(|x| soft_clip(x, &p));
     assert!(
