@@ -50,6 +50,10 @@ const POISONED: u32 = 1 << 31;
 
 /// Spin iterations before sleeping when every participant can have a core.
 const ADAPTIVE_SPIN: u32 = 2048;
+/// A spinning waiter yields the CPU once every this many iterations, so a
+/// participant that has not arrived because it waits for a core (the
+/// machine is loaded by others) gets one at once.
+const YIELD_EVERY: u32 = 64;
 /// Spin iterations before sleeping when participants outnumber cores: spinning
 /// would only steal the core of a participant that has not arrived yet.
 const OVERSUBSCRIBED_SPIN: u32 = 16;
@@ -342,7 +346,11 @@ impl<'a> Barrier<'a> {
             }
             if spins > 0 {
                 spins -= 1;
-                super::spin_loop();
+                if spins.is_multiple_of(YIELD_EVERY) {
+                    super::yield_now();
+                } else {
+                    super::spin_loop();
+                }
                 continue;
             }
             let timeout = match deadline {

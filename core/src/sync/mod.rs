@@ -46,6 +46,20 @@ pub(crate) fn spin_loop() {
     loom::hint::spin_loop();
 }
 
+/// Gives the CPU to another runnable thread or process, if any: a spinner
+/// that never yields can hold the core that the participant it waits for
+/// needs (the machine may be loaded by others, whatever the CPU count says).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    // SAFETY: sched_yield has no preconditions.
+    unsafe {
+        libc::sched_yield();
+    }
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
 /// The barrier's words in shared memory: one cache line.
 ///
 /// All-zero bytes are a valid state (no parties set yet); a coordinator calls
