@@ -58,7 +58,7 @@ impl FromStr for BackendKind {
 }
 
 enum Engine {
-    Processes(Pool),
+    Processes(Box<Pool>),
     Threads(rayon::ThreadPool),
     Serial,
 }
@@ -123,7 +123,7 @@ impl Backend {
             });
         }
         let engine = match kind {
-            BackendKind::Processes => Engine::Processes(builder.workers(workers).build()?),
+            BackendKind::Processes => Engine::Processes(Box::new(builder.workers(workers).build()?)),
             BackendKind::Threads => Engine::Threads(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(workers)

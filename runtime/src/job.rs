@@ -86,7 +86,7 @@ impl Ctx<'_> {
 pub(crate) trait JobKind: Sync {
     /// Runs this worker's part: reads the arrays named in `desc`, computes,
     /// returns the encoded partial result (empty for jobs without one).
-    fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Result<Vec<u8>, Failure>;
+    fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Outcome;
 }
 
 /// Entry point of a job whose kind captures nothing (a zero-sized type):
@@ -99,7 +99,7 @@ pub(crate) trait JobKind: Sync {
 ///   having the one the coordinator passed. (A closure capturing a
 ///   zero-sized value whose *type* carries a safety invariant, such as a
 ///   proof token, would also be conjured; such kernels must not be used.)
-pub(crate) unsafe fn entry<J: JobKind>(env: &WorkerEnv, desc: &JobDesc) -> Result<Vec<u8>, Failure> {
+pub(crate) unsafe fn entry<J: JobKind>(env: &WorkerEnv, desc: &JobDesc) -> Outcome {
     debug_assert_eq!(size_of::<J>(), 0);
     // SAFETY: `J` is zero-sized (caller's promise), so reading one from a
     // dangling, well-aligned pointer reads no memory.
@@ -110,16 +110,24 @@ pub(crate) unsafe fn entry<J: JobKind>(env: &WorkerEnv, desc: &JobDesc) -> Resul
 }
 
 /// The signature of [`entry`] instances.
-pub(crate) type Entry = unsafe fn(&WorkerEnv, &JobDesc) -> Result<Vec<u8>, Failure>;
+pub(crate) type Entry = unsafe fn(&WorkerEnv, &JobDesc) -> Outcome;
+
+/// What a worker's part of a job gives: its encoded partial result (empty
+/// for jobs without one), or why it failed.
+pub(crate) type Outcome = Result<Vec<u8>, Failure>;
 
 fn decode_params<P: Transfer>(desc: &JobDesc) -> Result<P, Failure> {
     P::decode(desc.params()).map_err(|e| Failure::failed(format!("kernel parameters: {e}")))
 }
 
+/// Marks the types a job kind works with, without owning values of them
+/// (so a job kind stays `Sync` and zero-sized when its closure is).
+pub(crate) type Types<T> = PhantomData<fn() -> T>;
+
 /// `for_each_chunk`: `f(ctx, own rows mutably, params)`.
 pub(crate) struct ForEach<T, D, P, F> {
     pub(crate) f: F,
-    pub(crate) _types: PhantomData<fn() -> (T, D, P)>,
+    pub(crate) _types: Types<(T, D, P)>,
 }
 
 impl<T, D, P, F> JobKind for ForEach<T, D, P, F>
@@ -129,7 +137,7 @@ where
     P: Transfer,
     F: Fn(&Ctx<'_>, ArrayViewMut<'_, T, D>, &P) + Sync,
 {
-    fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Result<Vec<u8>, Failure> {
+    fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Outcome {
         let params: P = decode_params(desc)?;
         let workers = desc.workers as usize;
         let (array, rows) = env.chunk_of::<T, D>(&desc.arrays[0], workers)?;
@@ -154,7 +162,7 @@ where
 /// `map_reduce`: `map(ctx, own rows, params) -> R`, encoded into the slot.
 pub(crate) struct MapChunks<T, D, P, R, M> {
     pub(crate) map: M,
-    pub(crate) _types: PhantomData<fn() -> (T, D, P, R)>,
+    pub(crate) _types: Types<(T, D, P, R)>,
 }
 
 impl<T, D, P, R, M> JobKind for MapChunks<T, D, P, R, M>
@@ -165,7 +173,7 @@ where
     R: Transfer,
     M: Fn(&Ctx<'_>, ArrayView<'_, T, D>, &P) -> R + Sync,
 {
-    fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Result<Vec<u8>, Failure> {
+    fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Outcome {
         let params: P = decode_params(desc)?;
         let workers = desc.workers as usize;
         let (array, rows) = env.chunk_of::<T, D>(&desc.arrays[0], workers)?;
@@ -193,7 +201,7 @@ where
 /// destination, params)`, a barrier, and the two arrays swap roles.
 pub(crate) struct DoubleBuffer<T, D, P, F> {
     pub(crate) f: F,
-    pub(crate) _types: PhantomData<fn() -> (T, D, P)>,
+    pub(crate) _types: Types<(T, D, P)>,
 }
 
 impl<T, D, P, F> JobKind for DoubleBuffer<T, D, P, F>
@@ -203,7 +211,7 @@ where
     P: Transfer,
     F: Fn(&Ctx<'_>, ArrayView<'_, T, D>, ArrayViewMut<'_, T, D>, &P) + Sync,
 {
-    fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Result<Vec<u8>, Failure> {
+    fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Outcome {
         let params: P = decode_params(desc)?;
         let workers = desc.workers as usize;
         let (a, rows) = env.chunk_of::<T, D>(&desc.arrays[0], workers)?;

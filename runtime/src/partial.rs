@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn values_survive_the_trip() {
         round_trip(f64::NAN.to_bits());
-        round_trip(-0.0f64.to_bits());
+        round_trip((-0.0f64).to_bits());
         round_trip([1.5f64, f64::INFINITY]);
         round_trip(42u8);
         round_trip(Serde((

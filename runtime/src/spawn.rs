@@ -24,6 +24,7 @@ use crate::sys;
 ///
 /// A spawned worker never returns from `init`: it serves jobs until its
 /// pool stops it, then exits.
+#[allow(clippy::needless_doctest_main)] // the example is about `main`
 pub fn init() {
     let Some(spec) = std::env::var_os(WORKER_ENV) else {
         return;

@@ -162,7 +162,7 @@ pub(crate) fn wait_change(line: &Line, seen: u32, spin: Duration, tick: Option<D
             return Some(now);
         }
         i = i.wrapping_add(1);
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             if start.elapsed() >= spin {
                 break;
             }

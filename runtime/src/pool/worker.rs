@@ -34,6 +34,9 @@ impl Failure {
     }
 }
 
+/// An attached array and the rows of it a worker owns.
+pub(crate) type Chunk<T, D> = (Rc<SharedArray<T, D>>, Range<usize>);
+
 /// What a worker process holds: its rank, the control segment, and the
 /// arrays it has attached (kept mapped across jobs, so a second job on the
 /// same array pays no attach and no page faults).
@@ -69,7 +72,7 @@ impl WorkerEnv {
         &self,
         r: &ArrayRef,
         workers: usize,
-    ) -> Result<(Rc<SharedArray<T, D>>, Range<usize>), Failure> {
+    ) -> Result<Chunk<T, D>, Failure> {
         if let Some(cached) = self.cache.borrow().get(&r.identity) {
             if let Ok(array) = Rc::clone(cached).downcast::<SharedArray<T, D>>() {
                 let rows = chunk_range(array.rows(), workers, self.rank);
@@ -140,7 +143,7 @@ pub(crate) fn entry_offset(entry: Entry) -> i64 {
 }
 
 /// Runs one job and reports it: status, slot, `done` count.
-fn run_one(env: &WorkerEnv, desc: &JobDesc, run: impl FnOnce() -> Result<Vec<u8>, Failure>) {
+fn run_one(env: &WorkerEnv, desc: &JobDesc, run: impl FnOnce() -> crate::job::Outcome) {
     let control = env.control();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(run));
     let (code, payload) = match outcome {
