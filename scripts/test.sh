@@ -13,6 +13,16 @@ before="$(leftovers)"
 
 cargo test --workspace
 
+# Every example checks its own result and exits non-zero if it is wrong.
+for example in examples/examples/*.rs; do
+    echo "example: $(basename "$example" .rs)"
+    cargo run --release -q -p shmpar-examples --example "$(basename "$example" .rs)"
+done
+
+# The barrier and lock protocols, model-checked (own target dir: the cfg
+# changes every crate's build).
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmpar-core --test loom_sync --release
+
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 new="$(comm -13 <(echo "$before") <(leftovers))"
