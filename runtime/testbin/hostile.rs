@@ -268,7 +268,7 @@ fn forge(rng: &mut Rng, model: &[u8]) -> Vec<u8> {
     let mut bytes = model.to_vec();
     for _ in 0..1 + rng.below(3) {
         match rng.below(4) {
-            0 | 1 => {
+            0 | 1 if bytes.len() >= 512 => {
                 let (off, size) = FIELDS[rng.below(FIELDS.len() as u64) as usize];
                 let old = if size == 4 {
                     u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap_or_default()) as u64
@@ -297,12 +297,12 @@ fn forge(rng: &mut Rng, model: &[u8]) -> Vec<u8> {
                 let v = interesting[rng.below(interesting.len() as u64) as usize];
                 bytes[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]);
             }
-            2 => {
-                let i = rng.below(512) as usize;
+            2 if !bytes.is_empty() => {
+                let i = rng.below(bytes.len().min(512) as u64) as usize;
                 bytes[i] ^= 1 << rng.below(8);
             }
             _ => {
-                let len = rng.below(bytes.len() as u64 + 8192) as usize;
+                let len = rng.below(model.len() as u64 + 8192) as usize;
                 bytes.resize(len, rng.next() as u8);
             }
         }
