@@ -47,9 +47,12 @@ fn read_any(segment: Segment) -> Result<u64, String> {
     }
 }
 
-/// Attaches to `name` every way there is; `Ok(true)` if it attached.
-/// An attach that succeeds must agree with `peek` and read in bounds.
-fn attach_every_way(name: &str) -> Result<bool, String> {
+/// Attaches to `name` (an object of `size` bytes) every way there is;
+/// `Ok(true)` if it attached. An attach that succeeds must agree with
+/// `peek` and read in bounds. (A forgery that names a dead creator is an
+/// orphan: a concurrent gc may remove it at any moment, so the size comes
+/// from the caller, not from the file system.)
+fn attach_every_way(name: &str, size: usize) -> Result<bool, String> {
     let caught = std::panic::catch_unwind(|| -> Result<bool, String> {
         let peeked = segment::peek(&Location::Shm(name.to_owned()));
         let _ = segment::peek_creator(&Location::Shm(name.to_owned()));
@@ -58,11 +61,7 @@ fn attach_every_way(name: &str) -> Result<bool, String> {
         match Segment::open(name) {
             Ok(seg) => {
                 let layout = seg.layout().clone();
-                if seg.layout().total_len
-                    > std::fs::metadata(shm(name))
-                        .map(|m| m.len() as usize)
-                        .unwrap_or(0)
-                {
+                if seg.layout().total_len > size {
                     return Err("a layout larger than the object was accepted".into());
                 }
                 match &peeked {
@@ -177,7 +176,7 @@ fn foreign(prefix: &str, rng: &mut Rng) -> Result<String, String> {
     for (what, bytes) in &cases {
         let name = format!("{prefix}raw_{what}");
         write_file(&name, bytes)?;
-        let r = attach_every_way(&name);
+        let r = attach_every_way(&name, bytes.len());
         let _ = std::fs::remove_file(shm(&name));
         if r.map_err(|e| format!("{what}: {e}"))? {
             attached.push(*what);
@@ -222,7 +221,7 @@ shm.close()
         if !out.status.success() {
             return Err(format!("python failed: {}", String::from_utf8_lossy(&out.stderr)));
         }
-        let r = attach_every_way(&name);
+        let r = attach_every_way(&name, size);
         let _ = std::fs::remove_file(shm(&name));
         if r.map_err(|e| format!("{what}: {e}"))? {
             return Err(format!("attached to the Python segment {what}"));
@@ -339,7 +338,7 @@ pub fn run(args: &Args) -> Tally {
             let forged = forge(&mut rng, &model);
             let name = format!("{prefix}forged");
             write_file(&name, &forged)?;
-            let r = attach_every_way(&name);
+            let r = attach_every_way(&name, forged.len());
             let _ = std::fs::remove_file(shm(&name));
             if r? {
                 attached += 1;
