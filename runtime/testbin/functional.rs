@@ -10,6 +10,7 @@ use crate::common::{Tally, children_of, getpid};
 use crate::{Args, pool_pids};
 
 type Check = Result<(), String>;
+type CheckFn<'a> = Box<dyn Fn() -> Check + 'a>;
 
 fn opts(prefix: &str, what: &str) -> SegmentOptions {
     SegmentOptions::new().name(&format!("{prefix}{what}"))
@@ -92,7 +93,7 @@ fn map_reduce_matches_serial(pool: &Pool, prefix: &str) -> Check {
 fn capturing_closure(pool: &Pool, prefix: &str, start: Start) -> Check {
     let mut a = SharedArray::<f64, Ix1>::create_with(&opts(prefix, "capture"), 10_007).map_err(e)?;
     let factor = 2.5;
-    let table = vec![10.0, 20.0, 30.0];
+    let table = [10.0, 20.0, 30.0];
     let result = pool.for_each_chunk(&mut a, move |mut chunk| {
         chunk.mapv_inplace(|x| x * factor + table[2]);
     });
@@ -182,7 +183,11 @@ fn double_buffer_heat(pool: &Pool, prefix: &str) -> Check {
         .map_err(e)?;
         let mut reference = init.clone();
         heat_serial_1d(reference.view_mut(), steps, 0.25);
-        let result = if steps % 2 == 0 { a.view() } else { b.view() };
+        let result = if steps.is_multiple_of(2) {
+            a.view()
+        } else {
+            b.view()
+        };
         if result != reference.view() {
             return Err(format!("{steps} heat steps differ from heat_serial_1d"));
         }
@@ -260,7 +265,7 @@ fn persistent_workers(pool: &Pool, prefix: &str, start: Start) -> Check {
         ));
     }
     let me = getpid();
-    if before.iter().any(|&p| p == me) || before.len() != pool.workers() {
+    if before.contains(&me) || before.len() != pool.workers() {
         return Err(format!(
             "worker pids {before:?} are not {} other processes",
             pool.workers()
@@ -406,7 +411,7 @@ pub fn run(args: &Args) -> Tally {
             return tally;
         }
     };
-    let checks: Vec<(&str, Box<dyn Fn() -> Check + '_>)> = vec![
+    let checks: Vec<(&str, CheckFn<'_>)> = vec![
         (
             "for_each_chunk exactly once",
             Box::new(|| each_element_once(&pool, &prefix)),

@@ -330,7 +330,11 @@ fn load_job(pool: &Pool, prefix: &str, kind: u64, n: usize, salt: u64, i: u64) -
             .map_err(e)?;
             let mut reference = init.clone();
             heat_serial_1d(reference.view_mut(), steps, 0.25);
-            let got = if steps % 2 == 0 { a.view() } else { b.view() };
+            let got = if steps.is_multiple_of(2) {
+                a.view()
+            } else {
+                b.view()
+            };
             if got != reference.view() {
                 Err(format!("{steps} heat steps differ"))
             } else {
