@@ -39,7 +39,9 @@ pub enum Error {
     },
 
     /// The caller may not open the segment (it belongs to another user).
-    #[error("permission denied opening segment {name}")]
+    #[error(
+        "permission denied opening segment {name}: it belongs to another user (segments are created with mode 0600)"
+    )]
     PermissionDenied {
         /// The segment name or file path.
         name: String,
@@ -201,7 +203,7 @@ pub enum Error {
     /// A futex system call failed in a way a valid, aligned word cannot
     /// cause (`EFAULT`, `EINVAL`, `ENOSYS`): the kernel lacks futexes, or
     /// the word is not where it should be.
-    #[error("{op} failed")]
+    #[error("{op} failed: {source}")]
     Futex {
         /// The operation.
         op: &'static str,
@@ -220,7 +222,7 @@ pub enum Error {
     },
 
     /// Any other system call failed.
-    #[error("{op} failed for {name}")]
+    #[error("{op} failed for {name}: {source}")]
     Io {
         /// The operation.
         op: &'static str,

@@ -132,6 +132,21 @@ pub struct Layout {
     pub persistent: bool,
 }
 
+/// Bytes of data for `shape`, or `None` when a view of it cannot exist:
+/// ndarray requires the product of the *non-zero* axis lengths (times the
+/// element size) to fit in `isize`, even when another axis is zero and the
+/// array holds no element. A forged shape `[0, u64::MAX]` must be refused
+/// here, not panic when the view is built.
+fn data_bytes(shape: &[usize], dtype: DType) -> Option<usize> {
+    let nonzero = shape
+        .iter()
+        .filter(|&&s| s != 0)
+        .try_fold(1usize, |acc, &s| acc.checked_mul(s))?
+        .checked_mul(dtype.size())
+        .filter(|&bytes| bytes <= isize::MAX as usize)?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
+}
+
 fn round_up(value: usize, align: usize) -> Option<usize> {
     value.checked_add(align - 1).map(|v| v / align * align)
 }
@@ -171,11 +186,7 @@ impl Layout {
                 dtype.size()
             ),
         };
-        let elements = shape
-            .iter()
-            .try_fold(1usize, |acc, &s| acc.checked_mul(s))
-            .ok_or_else(too_large)?;
-        let data_len = elements.checked_mul(dtype.size()).ok_or_else(too_large)?;
+        let data_len = data_bytes(shape, dtype).ok_or_else(too_large)?;
         let slots_len = slot_count as usize * slot_size as usize;
         let data_offset = round_up(HEADER_SIZE + slots_len, DATA_ALIGN).ok_or_else(too_large)?;
         let total_len = data_offset
@@ -382,10 +393,8 @@ impl RawFields {
             .map(|&s| usize::try_from(s))
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| corrupt(name, "an axis length does not fit in memory".into()))?;
-        let elements = shape.iter().try_fold(1usize, |acc, &s| acc.checked_mul(s));
-        let data_len = elements
-            .and_then(|e| e.checked_mul(dtype.size()))
-            .ok_or_else(|| corrupt(name, format!("shape {shape:?} overflows")))?;
+        let data_len =
+            data_bytes(&shape, dtype).ok_or_else(|| corrupt(name, format!("shape {shape:?} overflows")))?;
         if self.data_len != data_len as u64 {
             return Err(corrupt(
                 name,
@@ -398,7 +407,8 @@ impl RawFields {
         let slot_size = self.slot_size as usize;
         let slot_count = self.slot_count as usize;
         if self.slot_count > MAX_SLOT_COUNT
-            || (slot_count > 0 && (slot_size < 64 || self.slot_size > MAX_SLOT_SIZE || !slot_size.is_multiple_of(64)))
+            || (slot_count > 0
+                && (slot_size < 64 || self.slot_size > MAX_SLOT_SIZE || !slot_size.is_multiple_of(64)))
         {
             return Err(corrupt(
                 name,
@@ -524,6 +534,26 @@ mod tests {
         let none = Layout::plan(DType::U8, &[], 0, 64).unwrap();
         assert_eq!(none.data_offset, 4096);
         assert_eq!(none.data_len, 1, "a 0-d array holds one element");
+    }
+
+    #[test]
+    fn an_empty_axis_does_not_hide_a_huge_one() {
+        assert_eq!(data_bytes(&[0, 5], DType::F64), Some(0));
+        assert_eq!(data_bytes(&[3, 5], DType::F64), Some(120));
+        assert_eq!(data_bytes(&[0, usize::MAX], DType::F64), None);
+        assert_eq!(data_bytes(&[0, isize::MAX as usize / 8 + 1], DType::F64), None);
+        assert!(matches!(
+            Layout::plan(DType::F32, &[0, usize::MAX], 1, 64),
+            Err(Error::InvalidShape { .. })
+        ));
+        let (mut raw, size) = good();
+        raw.shape[0] = 0;
+        raw.shape[1] = u64::MAX;
+        raw.data_len = 0;
+        assert!(matches!(
+            raw.validate(size, "t"),
+            Err(Error::CorruptHeader { .. })
+        ));
     }
 
     #[test]
