@@ -650,7 +650,10 @@ fn read_head(location: &Location) -> Result<(Box<HeadBuf>, u64)> {
         Location::File(path) => path.clone(),
     };
     let file = std::fs::File::open(&path).map_err(|e| open_error(location, "open", e))?;
-    let size = file.metadata().map_err(|e| open_error(location, "fstat", e))?.len();
+    let size = file
+        .metadata()
+        .map_err(|e| open_error(location, "fstat", e))?
+        .len();
     let mut head = Box::new(HeadBuf([0; header::HEADER_SIZE]));
     let mut filled = 0;
     while filled < header::HEADER_SIZE {
