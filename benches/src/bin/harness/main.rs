@@ -26,7 +26,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use serde::de::DeserializeOwned;
 
-use results::{BarrierRow, Config, DispatchRow, Machine, Python, Results};
+use results::{BarrierRow, CReference, Config, DispatchRow, Machine, Python, Results};
 use shmpar_benches::procfs;
 use shmpar_benches::stats::Summary;
 
@@ -250,6 +250,19 @@ fn orchestrate(mut run: RunArgs) -> Res<()> {
         res.configs.push(c);
     }
 
+    // The C reference: what the vector units do with -O3 -march=native.
+    if let Some(headline) = res.headline() {
+        let (len, workers) = (headline.len, headline.workers);
+        eprintln!("harness: C reference, {workers} threads");
+        match c_reference(len, workers, run.repeat.clamp(5, 11)) {
+            Ok(c) => res.c_reference = Some(c),
+            Err(why) => {
+                eprintln!("harness: skipping the C reference: {why}");
+                res.c_reference_skipped = Some(why);
+            }
+        }
+    }
+
     // Python seed pattern.
     match python(&run) {
         Ok(py) => {
@@ -438,6 +451,66 @@ fn machine(label: &str) -> Machine {
             .to_owned(),
         shm_free_gib: procfs::free_bytes(Path::new("/dev/shm")).unwrap_or(0) as f64 / (1u64 << 30) as f64,
         avx2: std::is_x86_feature_detected!("avx2"),
+    }
+}
+
+/// Builds `benches/c/seed_reference.c` with the machine's C compiler and
+/// runs it with `threads` OpenMP threads over `len` f64.
+fn c_reference(len: usize, threads: usize, repeat: usize) -> Result<CReference, String> {
+    let source = workspace_root().join("benches/c/seed_reference.c");
+    if !source.exists() {
+        return Err(format!("{} is missing", source.display()));
+    }
+    let binary = std::env::temp_dir().join(format!("shmpar-seed-reference-{}", std::process::id()));
+    let flags = [
+        "-O3",
+        "-march=native",
+        "-fno-math-errno",
+        "-ffast-math",
+        "-fopenmp",
+    ];
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc)
+        .args(flags)
+        .arg(&source)
+        .arg("-o")
+        .arg(&binary)
+        .arg("-lm")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{cc}: {e}"))?;
+    if !built.status.success() {
+        return Err(format!(
+            "{cc} failed: {}",
+            String::from_utf8_lossy(&built.stderr).trim()
+        ));
+    }
+    let out = Command::new(&binary)
+        .args([len.to_string(), repeat.to_string()])
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .stdin(Stdio::null())
+        .output();
+    let _ = std::fs::remove_file(&binary);
+    let out = out.map_err(|e| format!("running the C reference: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |key: &str| -> Option<f64> {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    };
+    match (
+        out.status.success(),
+        field("sqrt_ms"),
+        field("sum_ms"),
+        field("threads"),
+    ) {
+        (true, Some(sqrt_ms), Some(sum_ms), Some(t)) => Ok(CReference {
+            build: format!("{cc} {}", flags.join(" ")),
+            threads: t as usize,
+            len,
+            sqrt_ms,
+            sum_ms,
+        }),
+        _ => Err(format!("the C reference printed {:?}", text.trim())),
     }
 }
 

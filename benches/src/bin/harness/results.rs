@@ -113,6 +113,18 @@ pub struct SegmentRow {
     pub skipped: Option<String>,
 }
 
+/// The C reference (`benches/c/seed_reference.c`), built with the
+/// machine's C compiler and run in the same harness run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CReference {
+    /// The compiler command and flags.
+    pub build: String,
+    pub threads: usize,
+    pub len: usize,
+    pub sqrt_ms: f64,
+    pub sum_ms: f64,
+}
+
 /// Everything one run measured.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Results {
@@ -126,6 +138,10 @@ pub struct Results {
     pub configs: Vec<Config>,
     pub python: Vec<Python>,
     pub python_skipped: Option<String>,
+    #[serde(default)]
+    pub c_reference: Option<CReference>,
+    #[serde(default)]
+    pub c_reference_skipped: Option<String>,
     pub barriers: Vec<BarrierRow>,
     pub dispatch: Vec<DispatchRow>,
     pub segments: Vec<SegmentRow>,
