@@ -59,7 +59,7 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
     /// Warm repeats per configuration at the headline size (more at small sizes).
-    #[arg(long, default_value_t = 9)]
+    #[arg(long, default_value_t = 25)]
     repeat: usize,
     /// Element type: f64 or f32.
     #[arg(long, default_value = "f64")]

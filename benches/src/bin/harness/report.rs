@@ -113,6 +113,7 @@ pub fn write(out: &Path, res: &Results, devices: &[Results]) -> Res<()> {
     if devices.is_empty() {
         md.push_str(NO_DEVICE);
     }
+    md.push_str("\nWhere the time went on the way to these figures, and what fixed it: [performance.md](performance.md).\n");
     md.push_str(METHOD);
     std::fs::write(out.join("benchmarks.md"), md)?;
     Ok(())
