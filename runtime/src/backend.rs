@@ -178,25 +178,8 @@ impl Backend {
             Engine::Processes(pool) => pool.for_each_chunk_with(array, params, f),
             Engine::Threads(threads) => {
                 let rows = array.rows();
-                let chunks: Vec<Mutex<Option<ArrayViewMut<'_, T, D>>>> = array
-                    .chunks_mut(n)?
-                    .into_iter()
-                    .map(|c| Mutex::new(Some(c)))
-                    .collect();
-                let barrier = std::sync::Barrier::new(n);
-                threads.broadcast(|b| {
-                    let rank = b.index();
-                    let chunk = chunks[rank].lock().unwrap_or_else(|p| p.into_inner()).take();
-                    if let Some(chunk) = chunk {
-                        let ctx = Ctx {
-                            rank,
-                            workers: n,
-                            rows: chunk_range(rows, n, rank),
-                            step: 0,
-                            meet: Meet::Threads(&barrier),
-                        };
-                        f(&ctx, chunk, &params);
-                    }
+                on_threads(threads, array.chunks_mut(n)?, rows, 0, |ctx, chunk| {
+                    f(ctx, chunk, &params)
                 });
                 Ok(())
             }
@@ -301,21 +284,8 @@ impl Backend {
             let chunks = dst.chunks_mut(n)?;
             match &self.engine {
                 Engine::Threads(threads) => {
-                    let chunks: Vec<Mutex<Option<ArrayViewMut<'_, T, D>>>> =
-                        chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
-                    let barrier = std::sync::Barrier::new(n);
-                    threads.broadcast(|bc| {
-                        let rank = bc.index();
-                        if let Some(chunk) = chunks[rank].lock().unwrap_or_else(|p| p.into_inner()).take() {
-                            let ctx = Ctx {
-                                rank,
-                                workers: n,
-                                rows: chunk_range(rows, n, rank),
-                                step,
-                                meet: Meet::Threads(&barrier),
-                            };
-                            f(&ctx, src.view(), chunk, &params);
-                        }
+                    on_threads(threads, chunks, rows, step, |ctx, chunk| {
+                        f(ctx, src.view(), chunk, &params)
                     });
                 }
                 _ => {
@@ -329,6 +299,39 @@ impl Backend {
         }
         Ok(())
     }
+}
+
+/// Runs `body` once on every thread of `threads` (as many as chunks), each
+/// with its rank's chunk and a context whose barrier the threads share.
+fn on_threads<T, D>(
+    threads: &rayon::ThreadPool,
+    chunks: Vec<ArrayViewMut<'_, T, D>>,
+    rows: usize,
+    step: usize,
+    body: impl Fn(&Ctx<'_>, ArrayViewMut<'_, T, D>) + Sync,
+) where
+    T: Element,
+    D: Dimension,
+{
+    let n = chunks.len();
+    // Each thread takes its own chunk out of its slot exactly once.
+    let slots: Vec<Mutex<Option<ArrayViewMut<'_, T, D>>>> =
+        chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
+    let barrier = std::sync::Barrier::new(n);
+    threads.broadcast(|b| {
+        let rank = b.index();
+        let chunk = slots[rank].lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(chunk) = chunk {
+            let ctx = Ctx {
+                rank,
+                workers: n,
+                rows: chunk_range(rows, n, rank),
+                step,
+                meet: Meet::Threads(&barrier),
+            };
+            body(&ctx, chunk);
+        }
+    });
 }
 
 fn serial_ctx(rank: usize, workers: usize, rows: usize) -> Ctx<'static> {

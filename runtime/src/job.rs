@@ -124,6 +124,35 @@ fn decode_params<P: Transfer>(desc: &JobDesc) -> Result<P, Failure> {
 /// (so a job kind stays `Sync` and zero-sized when its closure is).
 pub(crate) type Types<T> = PhantomData<fn() -> T>;
 
+/// Runs `body` with this worker's context and its own rows of the job's
+/// first array: the part every single-array job kind shares.
+fn with_own_rows<T, D, R>(
+    env: &WorkerEnv,
+    desc: &JobDesc,
+    body: impl FnOnce(&Ctx<'_>, ArrayViewMut<'_, T, D>) -> R,
+) -> Result<R, Failure>
+where
+    T: Element,
+    D: Dimension + RemoveAxis + 'static,
+{
+    let workers = desc.workers as usize;
+    let (array, rows) = env.chunk_of::<T, D>(&desc.arrays[0], workers)?;
+    // SAFETY: each rank gets a disjoint row range of the same split
+    // (`chunk_range`), and the coordinator touches no array while a job
+    // runs; so no other view accesses these rows concurrently.
+    let chunk =
+        unsafe { array.rows_mut_unchecked(rows.clone()) }.map_err(|e| Failure::failed(e.to_string()))?;
+    let barrier = env.barrier();
+    let ctx = Ctx {
+        rank: env.rank,
+        workers,
+        rows,
+        step: 0,
+        meet: Meet::Processes(&barrier),
+    };
+    Ok(body(&ctx, chunk))
+}
+
 /// `for_each_chunk`: `f(ctx, own rows mutably, params)`.
 pub(crate) struct ForEach<T, D, P, F> {
     pub(crate) f: F,
@@ -139,22 +168,7 @@ where
 {
     fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Outcome {
         let params: P = decode_params(desc)?;
-        let workers = desc.workers as usize;
-        let (array, rows) = env.chunk_of::<T, D>(&desc.arrays[0], workers)?;
-        // SAFETY: each rank gets a disjoint row range of the same split
-        // (`chunk_range`), and the coordinator touches no array while a
-        // job runs; so no other view accesses these rows concurrently.
-        let chunk =
-            unsafe { array.rows_mut_unchecked(rows.clone()) }.map_err(|e| Failure::failed(e.to_string()))?;
-        let barrier = env.barrier();
-        let ctx = Ctx {
-            rank: env.rank,
-            workers,
-            rows,
-            step: 0,
-            meet: Meet::Processes(&barrier),
-        };
-        (self.f)(&ctx, chunk, &params);
+        with_own_rows::<T, D, _>(env, desc, |ctx, chunk| (self.f)(ctx, chunk, &params))?;
         Ok(Vec::new())
     }
 }
@@ -175,20 +189,8 @@ where
 {
     fn run(&self, env: &WorkerEnv, desc: &JobDesc) -> Outcome {
         let params: P = decode_params(desc)?;
-        let workers = desc.workers as usize;
-        let (array, rows) = env.chunk_of::<T, D>(&desc.arrays[0], workers)?;
-        // SAFETY: as in `ForEach`: disjoint rows, nobody else writes them.
-        let chunk =
-            unsafe { array.rows_mut_unchecked(rows.clone()) }.map_err(|e| Failure::failed(e.to_string()))?;
-        let barrier = env.barrier();
-        let ctx = Ctx {
-            rank: env.rank,
-            workers,
-            rows,
-            step: 0,
-            meet: Meet::Processes(&barrier),
-        };
-        let partial = (self.map)(&ctx, chunk.view(), &params);
+        let partial =
+            with_own_rows::<T, D, _>(env, desc, |ctx, chunk| (self.map)(ctx, chunk.view(), &params))?;
         let mut bytes = Vec::new();
         partial
             .encode(&mut bytes)
