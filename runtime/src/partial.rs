@@ -27,6 +27,26 @@ pod!(
 // padding-free (arrays have no padding between elements) and any-bit-pattern.
 unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
 
+/// The mergeable partials of `shmpar-kernels`' reductions travel as their
+/// bytes too, so `pool.map_reduce(&a, |c| Mean.partial(c), |x, y| Mean.combine(x, y))`
+/// needs no serialization.
+macro_rules! pod_partial {
+    ($($t:ty => $words:expr),* $(,)?) => {$(
+        // SAFETY: a `#[repr(C)]` struct of `$words` 8-byte `f64`/`u64`
+        // fields (checked below: a size of exactly 8 bytes per field means
+        // no padding), so it has no pointers and every bit pattern is valid.
+        unsafe impl Pod for $t {}
+        const _: () = assert!(size_of::<$t>() == 8 * $words && align_of::<$t>() == 8);
+    )*};
+}
+pod_partial!(
+    shmpar_kernels::reduce::SumPartial => 2,
+    shmpar_kernels::reduce::MeanPartial => 3,
+    shmpar_kernels::reduce::ExtremaPartial => 3,
+    shmpar_kernels::reduce::MomentsPartial => 3,
+    shmpar_kernels::reduce::NormPartial => 2,
+);
+
 /// A value that can travel from a worker to the coordinator (a reduction's
 /// partial result) or from the coordinator to the workers (parameters).
 ///
