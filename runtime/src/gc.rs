@@ -85,6 +85,13 @@ pub fn info(name: &str) -> Option<SegmentInfo> {
     Some(info)
 }
 
+/// The (device, inode) of `/dev/shm/NAME`.
+fn identity(name: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(Path::new("/dev/shm").join(name)).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
 /// Whether `info` is an orphan: its creator is dead, or it never finished
 /// initializing and its creator is gone (or unknown and it is old).
 fn is_orphan(info: &SegmentInfo, include_persistent: bool) -> bool {
@@ -126,14 +133,19 @@ pub fn collect_with(dry_run: bool, include_persistent: bool) -> Vec<SegmentInfo>
             continue;
         }
         // Re-read right before removing: the name may have been reused by
-        // a live creator since `list` looked.
+        // a live creator since `list` looked. Note the object's identity
+        // first and remove only that object, so a creator that takes the
+        // name between this check and the removal keeps its segment.
+        let Some(identity) = identity(&info.name) else {
+            continue;
+        };
         let Some(fresh) = self::info(&info.name) else {
             continue;
         };
         if !is_orphan(&fresh, include_persistent) {
             continue;
         }
-        if std::fs::remove_file(Path::new("/dev/shm").join(&fresh.name)).is_ok() {
+        if let Ok(true) = segment::unlink_if(&Location::Shm(fresh.name.clone()), identity) {
             removed.push(fresh);
         }
     }
