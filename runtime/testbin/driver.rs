@@ -70,12 +70,49 @@ pub(crate) fn pool_pids(pool: &Pool, probe: &SharedArray<u8, Ix1>) -> shmpar::Re
     Ok(pairs.into_iter().map(|(_, pid)| pid).collect())
 }
 
+/// Set by `spawn-without-init` so that its spawned workers skip `init()`.
+const SKIP_INIT: &str = "SHMPAR_TESTDRIVER_SKIP_INIT";
+
+/// A spawn-start pool in a program whose `main` does not begin with
+/// `shmpar::init()`: its workers run `main` again instead of serving. The
+/// pool must say so when it starts (`SpawnMismatch`), promptly, leaving no
+/// process and no segment behind.
+fn spawn_without_init() -> common::Tally {
+    let mut tally = common::Tally::new("spawn-without-init");
+    // The spawned workers get no arguments, so, lacking `init()`, they run
+    // `main` again, print the usage and exit: what a real program would do.
+    // SAFETY: this process is single-threaded (the driver never starts a
+    // thread before this point), so nothing reads the environment concurrently.
+    unsafe { std::env::set_var(SKIP_INIT, "1") };
+    let start = std::time::Instant::now();
+    let result = Pool::builder().workers(2).start(shmpar::Start::Spawn).build();
+    let elapsed = start.elapsed();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(SKIP_INIT) };
+    let outcome = match result {
+        Err(shmpar::Error::SpawnMismatch { reason }) if reason.contains("shmpar::init()") => Ok(()),
+        other => Err(format!(
+            "expected SpawnMismatch naming shmpar::init(), got {other:?}"
+        )),
+    };
+    tally.trial("pool start refused", outcome);
+    tally.latency(elapsed.as_secs_f64() * 1e3);
+    let leftovers = tally.after_trial("shmpar_t_no_such_prefix");
+    tally.trial("nothing left behind", leftovers);
+    tally
+}
+
 const USAGE: &str = "usage: shmpar-testdriver SCENARIO [--trials N] [--seconds S] [--seed N]
 scenarios: functional [--start fork|spawn], worker-death, kernel-fault, barrier-release,
-coordinator-death, signals, exhaustion, gc-race, load [--coordinators K], hostile, permissions";
+coordinator-death, signals, exhaustion, gc-race, load [--coordinators K], hostile, permissions,
+spawn-without-init";
 
 fn main() {
-    shmpar::init();
+    // `spawn-without-init` plays a program that forgot `shmpar::init()`:
+    // its spawned workers inherit this variable and skip the call.
+    if std::env::var_os(SKIP_INIT).is_none() {
+        shmpar::init();
+    }
     // Expected panics (injected into kernels) print one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -96,6 +133,7 @@ fn main() {
         "gc-race" => load::gc_race(&args),
         "load" => load::load(&args),
         "hostile" => hostile::run(&args),
+        "spawn-without-init" => spawn_without_init(),
         // Helpers the scenarios exec as other processes.
         "hold-job" => faults::hold_job(&args),
         "killer" => faults::killer(&args),

@@ -136,6 +136,11 @@ fn several_coordinators_on_an_oversubscribed_machine_complete_every_job() {
 }
 
 #[test]
+fn a_spawn_pool_in_a_program_without_init_fails_at_start() {
+    driver(&["spawn-without-init"], LIMIT);
+}
+
+#[test]
 fn forged_and_foreign_segments_give_typed_errors() {
     driver(&["hostile", "--trials", "300"], LIMIT);
 }

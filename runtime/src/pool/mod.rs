@@ -30,6 +30,9 @@ pub(crate) const WORKER_ENV: &str = "SHMPAR_WORKER";
 /// it kills them.
 const GRACE: Duration = Duration::from_millis(250);
 
+/// How long a new worker may take to start serving.
+const CHECK_IN: Duration = Duration::from_secs(30);
+
 /// How often a waiting coordinator checks that its workers are alive.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -233,6 +236,11 @@ impl Pool {
                     return Err(e);
                 }
             }
+        }
+        let ranks: Vec<usize> = (0..workers).collect();
+        if let Err(e) = inner.await_check_in(&ranks) {
+            inner.stop_all();
+            return Err(e);
         }
         Ok(Pool {
             inner: Mutex::new(inner),
@@ -471,6 +479,8 @@ impl Inner {
 
     /// Starts worker `rank` as a persistent worker.
     fn launch(&self, rank: usize) -> Result<i32> {
+        // The worker writes its pid here once it serves: its check-in.
+        self.control().workers[rank].pid.store(0, Ordering::Relaxed);
         let seen = self.control().post.word.load(Ordering::Acquire);
         match self.start {
             Start::Fork => {
@@ -706,7 +716,50 @@ impl Inner {
                 }
             }
         }
+        if let Err(e) = self.await_check_in(dead) {
+            self.broken = Some(format!("a replacement worker did not start: {e}"));
+            return PoolHealth::Broken;
+        }
         PoolHealth::Replaced
+    }
+
+    /// Waits until each of `ranks` has checked in (written its pid in its
+    /// status line, which a worker does once it serves), so a worker that
+    /// cannot start is an error of the pool's start, not a failed job later.
+    /// A spawned worker that exits first is a program whose `main` does not
+    /// begin with `shmpar::init()`.
+    fn await_check_in(&mut self, ranks: &[usize]) -> Result<()> {
+        let deadline = Instant::now() + CHECK_IN;
+        for &rank in ranks {
+            let pid = self.workers[rank].pid;
+            while self.control().workers[rank].pid.load(Ordering::Acquire) == 0 {
+                let exited = match sys::try_wait(pid) {
+                    Ok(Some(exit)) => Some(format!("{exit:?}")),
+                    Ok(None) => None,
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(how) = exited {
+                    return Err(match self.start {
+                        Start::Spawn => Error::SpawnMismatch {
+                            reason: format!(
+                                "worker {rank} ended ({how}) before it served: does main begin with shmpar::init()?"
+                            ),
+                        },
+                        Start::Fork => Error::Start(std::io::Error::other(format!(
+                            "worker {rank} ended ({how}) before it served"
+                        ))),
+                    });
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::Start(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("worker {rank} did not start within {CHECK_IN:?}"),
+                    )));
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        Ok(())
     }
 
     /// Stops every worker and reaps it.

@@ -192,7 +192,8 @@ pub(crate) fn serve(env: WorkerEnv, mut seen: u32) -> ! {
     let control = env.control();
     control.workers[env.rank]
         .pid
-        .store(sys::getpid() as u32, Ordering::Relaxed);
+        // Release: the coordinator's check-in wait acquires it.
+        .store(sys::getpid() as u32, Ordering::Release);
     loop {
         let Some(now) = control::wait_change(&control.post, seen, control::SPIN, None) else {
             continue;
