@@ -179,6 +179,8 @@ mod tests {
     use super::*;
     use std::mem::offset_of;
 
+    /// The offsets `core/src/sync/README.md` and `docs/segment-layout.md`
+    /// document.
     #[test]
     fn layouts_match_the_design_note() {
         assert_eq!(offset_of!(BarrierState, epoch), 0);
