@@ -52,6 +52,8 @@ scenario functional --start spawn
 scenario worker-death --trials "$(n 500 20)"
 scenario kernel-fault --trials "$(n 300 12)"
 scenario barrier-release --trials "$(n 50 3)"
+scenario unequal-barriers --trials "$(n 100 3)"
+scenario spawn-without-init
 scenario coordinator-death --trials "$(n 100 3)"
 scenario signals --trials "$(n 100 4)"
 scenario exhaustion

@@ -102,10 +102,66 @@ fn spawn_without_init() -> common::Tally {
     tally
 }
 
+/// A kernel that calls the barrier on some workers and not on others (a
+/// user bug): the workers at the barrier can never be released by their
+/// peers, so the coordinator must see it, poison the barrier and fail the
+/// job naming the worker that finished early, not wait forever.
+fn unequal_barriers(args: &Args) -> common::Tally {
+    let mut tally = common::Tally::new("unequal-barriers");
+    let trials = args.num("trials", 20);
+    let pool = match Pool::builder().workers(3).build() {
+        Ok(pool) => pool,
+        Err(e) => {
+            tally.trial("pool start", Err(e.to_string()));
+            return tally;
+        }
+    };
+    let mut a = match SharedArray::<u32, Ix1>::create(300) {
+        Ok(a) => a,
+        Err(e) => {
+            tally.trial("create", Err(e.to_string()));
+            return tally;
+        }
+    };
+    for trial in 0..trials {
+        let early = (trial % 3) as usize;
+        let start = std::time::Instant::now();
+        let result = pool.for_each_chunk_with(&mut a, early as u64, |ctx, _chunk, early| {
+            if ctx.rank() != *early as usize {
+                ctx.barrier();
+            }
+        });
+        let elapsed = start.elapsed();
+        let outcome = match result {
+            Err(shmpar::Error::WorkerFailed {
+                rank,
+                cause: shmpar::Cause::Failed(msg),
+                health: shmpar::PoolHealth::Healthy,
+                ..
+            }) if rank == early && msg.contains("same number of times") => Ok(()),
+            other => Err(format!(
+                "expected worker {early} to be named for unequal barriers, got {other:?}"
+            )),
+        };
+        tally.trial("job fails, naming the early worker", outcome);
+        tally.latency(elapsed.as_secs_f64() * 1e3);
+        let next = pool.for_each_chunk(&mut a, |mut c| c.fill(7));
+        let next = match next {
+            Ok(()) if a.view().iter().all(|&x| x == 7) => Ok(()),
+            other => Err(format!("the next job: {other:?}")),
+        };
+        tally.trial("the next job works", next);
+    }
+    drop((pool, a));
+    let leftovers = tally.after_trial("shmpar_t_no_such_prefix");
+    tally.trial("nothing left behind", leftovers);
+    tally
+}
+
 const USAGE: &str = "usage: shmpar-testdriver SCENARIO [--trials N] [--seconds S] [--seed N]
 scenarios: functional [--start fork|spawn], worker-death, kernel-fault, barrier-release,
 coordinator-death, signals, exhaustion, gc-race, load [--coordinators K], hostile, permissions,
-spawn-without-init";
+spawn-without-init, unequal-barriers";
 
 fn main() {
     // `spawn-without-init` plays a program that forgot `shmpar::init()`:
@@ -134,6 +190,7 @@ fn main() {
         "load" => load::load(&args),
         "hostile" => hostile::run(&args),
         "spawn-without-init" => spawn_without_init(),
+        "unequal-barriers" => unequal_barriers(&args),
         // Helpers the scenarios exec as other processes.
         "hold-job" => faults::hold_job(&args),
         "killer" => faults::killer(&args),

@@ -136,6 +136,11 @@ fn several_coordinators_on_an_oversubscribed_machine_complete_every_job() {
 }
 
 #[test]
+fn a_kernel_that_skips_a_barrier_on_one_worker_fails_instead_of_hanging() {
+    driver(&["unequal-barriers", "--trials", "6"], LIMIT);
+}
+
+#[test]
 fn a_spawn_pool_in_a_program_without_init_fails_at_start() {
     driver(&["spawn-without-init"], LIMIT);
 }

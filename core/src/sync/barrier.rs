@@ -208,6 +208,14 @@ impl<'a> Barrier<'a> {
         self.state.parties.load(Ordering::Acquire)
     }
 
+    /// How many participants are waiting in the current generation: a
+    /// snapshot, for a supervisor that knows who else can still arrive
+    /// (the runtime poisons a barrier whose missing participants have
+    /// finished their work and will never arrive).
+    pub fn arrived(&self) -> u32 {
+        self.state.count.load(Ordering::Acquire)
+    }
+
     /// Waits until all participants have called `wait` in this generation.
     ///
     /// Everything a participant wrote before its `wait` is visible to every

@@ -470,6 +470,9 @@ impl JobDesc {
 struct Outcome {
     /// Per rank: a process exit observed while waiting.
     exits: Vec<Option<Exit>>,
+    /// A failure the coordinator diagnosed itself, reported before any
+    /// worker's (their reports are only the consequences).
+    diagnosis: Option<(usize, Cause)>,
 }
 
 impl Inner {
@@ -603,6 +606,7 @@ impl Inner {
         };
         let mut exits: Vec<Option<Exit>> = vec![None; n];
         let mut failed_at: Option<Instant> = None;
+        let mut diagnosis = None;
         let mut seen = control.done.word.load(Ordering::Acquire);
         loop {
             // A worker is settled once it reported, or once its process ended.
@@ -650,8 +654,37 @@ impl Inner {
                     }
                 }
             }
+            if diagnosis.is_none() {
+                diagnosis = self.stranded_at_barrier(n, &exits);
+            }
         }
-        Outcome { exits }
+        Outcome { exits, diagnosis }
+    }
+
+    /// Whether the job can never end because its kernel called the barrier
+    /// a different number of times on different workers: every worker still
+    /// running waits at the barrier, and one that finished will never come.
+    /// If so, poisons the barrier (the waiters unwind) and names the worker
+    /// that finished early.
+    fn stranded_at_barrier(&self, n: usize, exits: &[Option<Exit>]) -> Option<(usize, Cause)> {
+        let control = control_of(&self.control);
+        let status = |r: usize| control.workers[r].status.load(Ordering::Acquire);
+        let pending = (0..n)
+            .filter(|&r| exits[r].is_none() && status(r) == status::PENDING)
+            .count();
+        let finished = (0..n).find(|&r| status(r) == status::OK)?;
+        let barrier = self.control.barrier();
+        if pending == 0 || barrier.arrived() as usize != pending {
+            return None;
+        }
+        barrier.poison();
+        Some((
+            finished,
+            Cause::Failed(format!(
+                "this worker finished the job while {pending} other worker(s) waited at the barrier for it; \
+                 every worker must call Ctx::barrier the same number of times"
+            )),
+        ))
     }
 
     /// Turns the workers' reports into partials or the first failure, and
@@ -686,7 +719,10 @@ impl Inner {
         } else {
             PoolHealth::Healthy
         };
-        let failure = first.or_else(|| aborted.map(|r| (r, Cause::Aborted)));
+        let failure = outcome
+            .diagnosis
+            .or(first)
+            .or_else(|| aborted.map(|r| (r, Cause::Aborted)));
         match failure {
             None => Ok(partials),
             Some((rank, cause)) => Err(Error::WorkerFailed {
