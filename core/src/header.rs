@@ -56,6 +56,49 @@ pub const MAX_SLOT_COUNT: u32 = 4096;
 /// Largest result slot in bytes.
 pub const MAX_SLOT_SIZE: u32 = 1 << 20;
 
+/// One scalar field of the header: its name, byte offset and width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The name `docs/segment-layout.md` gives it (`shape[i]` per axis).
+    pub name: &'static str,
+    /// Byte offset from the start of the segment.
+    pub offset: usize,
+    /// Width in bytes (4 or 8), little-endian.
+    pub size: usize,
+}
+
+const fn field(name: &'static str, offset: usize, size: usize) -> Field {
+    Field { name, offset, size }
+}
+
+/// Every scalar field after the magic, in order: the table of
+/// `docs/segment-layout.md`, for readers in other languages and for tools
+/// that check or forge headers. A unit test holds it to [`Header`].
+pub const FIELDS: [Field; 22] = [
+    field("layout_version", 8, 4),
+    field("state", 12, 4),
+    field("dtype", 16, 4),
+    field("elem_size", 20, 4),
+    field("ndim", 24, 4),
+    field("flags", 28, 4),
+    field("data_offset", 32, 8),
+    field("data_len", 40, 8),
+    field("total_len", 48, 8),
+    field("slots_offset", 56, 8),
+    field("shape[0]", 64, 8),
+    field("shape[1]", 72, 8),
+    field("shape[2]", 80, 8),
+    field("shape[3]", 88, 8),
+    field("shape[4]", 96, 8),
+    field("shape[5]", 104, 8),
+    field("shape[6]", 112, 8),
+    field("shape[7]", 120, 8),
+    field("slot_size", 128, 4),
+    field("slot_count", 132, 4),
+    field("creator_pid", 136, 4),
+    field("creator_start_time", 144, 8),
+];
+
 /// The header as it lies in memory. See `docs/segment-layout.md`.
 #[repr(C, align(64))]
 #[derive(Debug)]
@@ -500,6 +543,29 @@ mod tests {
         assert_eq!(offset_of!(Header, barrier), 192);
         assert_eq!(offset_of!(Header, lock), 256);
         assert_eq!(size_of::<Header>(), 512);
+        for f in FIELDS {
+            let (offset, size) = match f.name {
+                "layout_version" => (offset_of!(Header, layout_version), 4),
+                "state" => (offset_of!(Header, state), size_of::<AtomicU32>()),
+                "dtype" => (offset_of!(Header, dtype), 4),
+                "elem_size" => (offset_of!(Header, elem_size), 4),
+                "ndim" => (offset_of!(Header, ndim), 4),
+                "flags" => (offset_of!(Header, flags), size_of::<AtomicU32>()),
+                "data_offset" => (offset_of!(Header, data_offset), 8),
+                "data_len" => (offset_of!(Header, data_len), 8),
+                "total_len" => (offset_of!(Header, total_len), 8),
+                "slots_offset" => (offset_of!(Header, slots_offset), 8),
+                "slot_size" => (offset_of!(Header, slot_size), 4),
+                "slot_count" => (offset_of!(Header, slot_count), 4),
+                "creator_pid" => (offset_of!(Header, creator_pid), 4),
+                "creator_start_time" => (offset_of!(Header, creator_start_time), 8),
+                shape => {
+                    let axis: usize = shape["shape[".len()..shape.len() - 1].parse().unwrap();
+                    (offset_of!(Header, shape) + 8 * axis, 8)
+                }
+            };
+            assert_eq!((f.offset, f.size), (offset, size), "{}", f.name);
+        }
         // The words inside the barrier and lock lines are pinned by
         // `sync::tests::layouts_match_the_design_note`.
     }

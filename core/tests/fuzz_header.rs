@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use ndarray::IxDyn;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use shmpar_core::header::{FIELDS, Field};
 use shmpar_core::segment::{self, Location};
 use shmpar_core::{DType, Element, Segment, SegmentOptions, SharedArray};
 
@@ -146,32 +147,6 @@ fn check_forgery(name: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
     result
 }
 
-/// Offsets and sizes of the header's scalar fields (docs/segment-layout.md).
-const FIELDS: [(usize, usize); 22] = [
-    (8, 4),
-    (12, 4),
-    (16, 4),
-    (20, 4),
-    (24, 4),
-    (28, 4),
-    (32, 8),
-    (40, 8),
-    (48, 8),
-    (56, 8),
-    (64, 8),
-    (72, 8),
-    (80, 8),
-    (88, 8),
-    (96, 8),
-    (104, 8),
-    (112, 8),
-    (120, 8),
-    (128, 4),
-    (132, 4),
-    (136, 4),
-    (144, 8),
-];
-
 #[derive(Debug, Clone)]
 enum Mutation {
     Field(usize, u64),
@@ -206,13 +181,17 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
     let field = |bytes: &[u8], f: usize| {
-        let (off, size) = FIELDS[f];
+        let Field {
+            offset: off, size, ..
+        } = FIELDS[f];
         let mut word = [0u8; 8];
         word[..size].copy_from_slice(&bytes[off..off + size]);
         u64::from_le_bytes(word)
     };
     let set = |bytes: &mut Vec<u8>, f: usize, v: u64| {
-        let (off, size) = FIELDS[f];
+        let Field {
+            offset: off, size, ..
+        } = FIELDS[f];
         bytes[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]);
     };
     match *m {

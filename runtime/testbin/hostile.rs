@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ndarray::{Ix1, IxDyn};
+use shmpar::core::header::{FIELDS, Field};
 use shmpar::core::segment::{self, Location};
 use shmpar::core::{Element, Error as CoreError};
 use shmpar::{DType, Segment, SegmentOptions, SharedArray};
@@ -236,39 +237,15 @@ fn magic_bytes(rest: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Offsets and sizes of the header's fields (docs/segment-layout.md).
-const FIELDS: [(usize, usize); 22] = [
-    (8, 4),
-    (12, 4),
-    (16, 4),
-    (20, 4),
-    (24, 4),
-    (28, 4),
-    (32, 8),
-    (40, 8),
-    (48, 8),
-    (56, 8),
-    (64, 8),
-    (72, 8),
-    (80, 8),
-    (88, 8),
-    (96, 8),
-    (104, 8),
-    (112, 8),
-    (120, 8),
-    (128, 4),
-    (132, 4),
-    (136, 4),
-    (144, 8),
-];
-
 /// One random forgery of a real segment's bytes.
 fn forge(rng: &mut Rng, model: &[u8]) -> Vec<u8> {
     let mut bytes = model.to_vec();
     for _ in 0..1 + rng.below(3) {
         match rng.below(4) {
             0 | 1 if bytes.len() >= 512 => {
-                let (off, size) = FIELDS[rng.below(FIELDS.len() as u64) as usize];
+                let Field {
+                    offset: off, size, ..
+                } = FIELDS[rng.below(FIELDS.len() as u64) as usize];
                 let old = if size == 4 {
                     u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap_or_default()) as u64
                 } else {
