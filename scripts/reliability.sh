@@ -21,7 +21,7 @@ summaries="$out/summaries"
 : >"$summaries"
 status=0
 
-cargo build --release -p shmpar --bin shmpar-testdriver --quiet || exit 1
+cargo build --release -p shmpar-tests-integration --bin shmpar-testdriver --quiet || exit 1
 driver=target/release/shmpar-testdriver
 
 # Names the suite creates (other programs may create and remove shmpar_*

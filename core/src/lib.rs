@@ -29,13 +29,19 @@ pub mod chunk;
 #[cfg(not(loom))]
 pub mod cleanup;
 #[cfg(not(loom))]
+pub mod gc;
+#[cfg(not(loom))]
 pub mod header;
 #[cfg(not(loom))]
 pub mod liveness;
 #[cfg(not(loom))]
 mod name;
 #[cfg(not(loom))]
+mod scope;
+#[cfg(not(loom))]
 pub mod segment;
+#[cfg(not(loom))]
+pub mod signals;
 #[cfg(not(loom))]
 mod sys;
 
@@ -48,5 +54,9 @@ pub use liveness::ProcessId;
 #[cfg(not(loom))]
 pub use name::{DEFAULT_PREFIX, MAX_NAME_LEN};
 #[cfg(not(loom))]
+pub use scope::Scope;
+#[cfg(not(loom))]
 pub use segment::{Location, Segment, SegmentOptions};
+#[cfg(not(loom))]
+pub use signals::cleanup_now;
 pub use sync::{Barrier, ShmLock};

@@ -13,7 +13,6 @@
 //!   [`std()`], [`dot`], [`norm`], [`histogram`].
 //! * A [`stencil`]: one step of 1-D and 2-D heat diffusion
 //!   for a chunk of rows, double-buffered.
-//! * A [`catalog`] of the kernels by name, for the CLI.
 //!
 //! The hot loops are compiled for the SSE2 baseline and for AVX2 and
 //! chosen at run time ([`simd`]), so no `-C target-cpu=native` is needed;
@@ -36,7 +35,6 @@
 //! NaN (as NumPy), and histograms count NaNs apart. The full table is in
 //! [`reduce`].
 
-pub mod catalog;
 pub mod elementwise;
 mod error;
 mod float;

@@ -26,12 +26,9 @@ mod backend;
 pub mod error;
 #[doc = include_str!("../../docs/runtime.md")]
 pub mod guide {}
-pub mod gc;
 mod job;
 mod partial;
 mod pool;
-mod scope;
-mod signals;
 mod spawn;
 mod sys;
 
@@ -40,7 +37,7 @@ pub use error::{Cause, Error, PoolHealth, Result};
 pub use job::Ctx;
 pub use partial::{Pod, Serde, Transfer};
 pub use pool::{MAX_PARAMS_BYTES, MAX_POOL_WORKERS, Pool, PoolBuilder, Start};
-pub use scope::Scope;
-pub use shmpar_core::{self as core, DType, Element, Location, Segment, SegmentOptions, SharedArray};
-pub use signals::cleanup_now;
+pub use shmpar_core::{
+    self as core, DType, Element, Location, Scope, Segment, SegmentOptions, SharedArray, cleanup_now, gc,
+};
 pub use spawn::init;

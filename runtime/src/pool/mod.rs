@@ -210,9 +210,9 @@ impl Pool {
         if builder.start == Start::Fork {
             check_fork(builder.allow_threads)?;
         }
-        crate::signals::install();
+        shmpar_core::signals::install();
         // Orphans of coordinators that died are removed at the next start.
-        let _ = crate::gc::collect(false);
+        let _ = shmpar_core::gc::collect(false);
         let control = Segment::create(
             &SegmentOptions::new().slots(workers as u32, builder.partial_bytes.max(64)),
             DType::U8,
@@ -495,7 +495,7 @@ impl Inner {
                 match unsafe { sys::fork() }.map_err(Error::Start)? {
                     0 => {
                         sys::die_with_parent(parent);
-                        crate::signals::reset_in_child();
+                        shmpar_core::signals::reset_in_child();
                         let Ok(control) = Segment::open(&name) else {
                             sys::exit_now(71)
                         };
@@ -576,7 +576,7 @@ impl Inner {
             match unsafe { sys::fork() } {
                 Ok(0) => {
                     sys::die_with_parent(parent);
-                    crate::signals::reset_in_child();
+                    shmpar_core::signals::reset_in_child();
                     let Ok(control) = Segment::open(&name) else {
                         sys::exit_now(71)
                     };

@@ -23,12 +23,12 @@ use ndarray::Ix1;
 use serde::Serialize;
 use shmpar::{BackendKind, Element, SharedArray};
 use shmpar_kernels::Float;
-use shmpar_kernels::catalog::ReductionValue;
+use crate::catalog::ReductionValue;
 
-use super::bench::{self, Kernel};
-use super::segments::table;
-use super::units::{median, seconds};
-use super::{CliError, CliResult, CompareArgs, FloatType, out};
+use crate::bench::{self, Kernel};
+use crate::segments::table;
+use crate::units::{median, seconds};
+use crate::{CliError, CliResult, CompareArgs, FloatType, out};
 
 /// One kernel on one backend with one worker count: what `--json` writes.
 #[derive(Clone, Debug, Serialize)]

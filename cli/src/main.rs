@@ -3,13 +3,10 @@
 //!
 //! See `docs/cli.md` for every subcommand with sample output.
 
-#[path = "cli/mod.rs"]
-mod cli;
-
 fn main() {
     shmpar::init();
-    // `cli::main` returns only after everything it created (arrays, pools)
-    // was dropped and so unlinked or stopped; only then may we exit.
-    let code = cli::main();
+    // `shmpar_cli::main` returns only after everything it created (arrays,
+    // pools) was dropped and so unlinked or stopped; only then may we exit.
+    let code = shmpar_cli::main();
     std::process::exit(code);
 }

@@ -6,9 +6,9 @@ use ndarray::Ix1;
 use shmpar::{BackendKind, Element, SharedArray};
 use shmpar_kernels::Float;
 
-use super::bench::{self, Kernel};
-use super::units::{median, seconds};
-use super::{CliError, CliResult, FloatType, RunArgs, out};
+use crate::bench::{self, Kernel};
+use crate::units::{median, seconds};
+use crate::{CliError, CliResult, FloatType, RunArgs, out};
 
 /// `shmpar run`.
 pub(crate) fn run(args: &RunArgs) -> CliResult {

@@ -15,7 +15,7 @@ use std::sync::Once;
 const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 extern "C" fn on_signal(signal: libc::c_int) {
-    shmpar_core::cleanup::unlink_registered();
+    crate::cleanup::unlink_registered();
     // SAFETY: signal() and raise() are async-signal-safe; restoring the
     // default action and re-raising ends the process as the signal would.
     unsafe {
@@ -26,7 +26,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
 
 /// Installs the cleanup handler for SIGINT, SIGTERM and SIGHUP where their
 /// disposition is the default. Idempotent.
-pub(crate) fn install() {
+pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         for signal in SIGNALS {
@@ -53,8 +53,8 @@ pub(crate) fn install() {
 /// default action wherever the parent had our cleanup handler (a signal the
 /// parent ignores stays ignored, so workers live and die with their
 /// coordinator). Async-signal-safe.
-pub(crate) fn reset_in_child() {
-    shmpar_core::cleanup::forget_registered();
+pub fn reset_in_child() {
+    crate::cleanup::forget_registered();
     let ours = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     for signal in SIGNALS {
         // SAFETY: sigaction() and signal() are async-signal-safe; `old` is a
@@ -72,5 +72,5 @@ pub(crate) fn reset_in_child() {
 /// owns, now. Async-signal-safe: for programs that install their own
 /// SIGINT/SIGTERM handlers, to call from them.
 pub fn cleanup_now() {
-    shmpar_core::cleanup::unlink_registered();
+    crate::cleanup::unlink_registered();
 }

@@ -7,8 +7,8 @@ use shmpar::core::segment::{self, Location};
 use shmpar::gc::{self, SegmentInfo};
 use shmpar::{DType, Element, SharedArray};
 
-use super::units::bytes;
-use super::{CliError, CliResult, out};
+use crate::units::bytes;
+use crate::{CliError, CliResult, out};
 
 fn shape_text(shape: &[usize]) -> String {
     format!("{shape:?}")

@@ -6,8 +6,8 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::compare::Record;
-use super::{CliError, CliResult};
+use crate::compare::Record;
+use crate::{CliError, CliResult};
 
 const PROCESSES: RGBColor = RGBColor(31, 119, 180);
 const THREADS: RGBColor = RGBColor(255, 127, 14);

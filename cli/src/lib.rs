@@ -1,4 +1,9 @@
-//! The `shmpar` command line: argument parsing, one error type, output.
+//! # shmpar-cli
+//!
+//! The `shmpar` command (`ls | gc | inspect | run | compare`, see
+//! `docs/cli.md`) and the [`catalog`] of kernels by name that it runs.
+//!
+//! The command line: argument parsing, one error type, output.
 //!
 //! Every failure ends as one line on stderr, `shmpar: error: ...`, and a
 //! non-zero exit status (1 for errors, 2 for malformed arguments); nothing
@@ -7,6 +12,7 @@
 //! returned, so an error leaves `/dev/shm` as it was.
 
 mod bench;
+pub mod catalog;
 mod compare;
 mod plot;
 mod run;
@@ -235,7 +241,7 @@ pub(crate) fn out(text: &str) -> CliResult {
 }
 
 /// Runs the command line and returns the process exit status.
-pub(crate) fn main() -> i32 {
+pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),

@@ -5,8 +5,8 @@
 use std::sync::Mutex;
 
 use ndarray::{ArrayBase, Data, Dimension, IntoDimension};
-use shmpar_core::segment::{self, Location};
-use shmpar_core::{Element, SegmentOptions, SharedArray};
+use crate::segment::{self, Location};
+use crate::{Element, SegmentOptions, SharedArray};
 
 use crate::error::Result;
 
@@ -15,10 +15,10 @@ use crate::error::Result;
 ///
 /// # Examples
 /// ```
-/// # fn main() -> Result<(), shmpar::Error> {
+/// # fn main() -> Result<(), shmpar_core::Error> {
 /// let name;
 /// {
-///     let scope = shmpar::Scope::new();
+///     let scope = shmpar_core::Scope::new();
 ///     let a = scope.create::<f64, _>(1000)?;
 ///     name = a.name();
 ///     std::mem::forget(a); // even a leaked handle is cleaned up

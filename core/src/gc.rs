@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use shmpar_core::segment::{self, Location};
-use shmpar_core::{DEFAULT_PREFIX, Error as CoreError};
+use crate::segment::{self, Location};
+use crate::{DEFAULT_PREFIX, Error as CoreError};
 
 /// A segment in `/dev/shm` that carries the shmpar header.
 #[derive(Clone, Debug, Serialize, PartialEq)]

@@ -12,11 +12,11 @@ use std::time::Instant;
 use ndarray::{Array1, Ix1};
 use shmpar::{Backend, BackendKind, Element, Pool, Serde, SharedArray};
 use shmpar_kernels::Float;
-use shmpar_kernels::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
+use crate::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
 use shmpar_kernels::reduce::{Reduction, UnaryReduction};
 
-use super::units::bytes;
-use super::{CliError, CliResult, FloatType, StartMethod};
+use crate::units::bytes;
+use crate::{CliError, CliResult, FloatType, StartMethod};
 
 /// Relative tolerance of reductions against the serial reference: both
 /// accumulate in `f64`, with pairwise and compensated sums, so they agree

@@ -1,0 +1,2 @@
+//! Nothing to link against: this package holds the helper programs that the
+//! cross-process tests in `tests/` exec, and those tests.
