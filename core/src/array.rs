@@ -14,8 +14,12 @@ use crate::segment::{Location, Segment, SegmentOptions};
 /// A typed n-dimensional array (C order) in a shared segment.
 ///
 /// Any process can attach to it by name and see the same elements; nothing
-/// is copied between processes. Views borrow the array, so the borrow
-/// checker, not the user, keeps a view from outliving its mapping:
+/// is copied between processes. The elements start at byte 0 of the
+/// segment, so NumPy attaches with `np.ndarray(shape, dtype,
+/// buffer=shm.buf)` (see `docs/segment-layout.md`).
+///
+/// Views borrow the array, so the borrow checker, not the user, keeps a
+/// view from outliving its mapping:
 ///
 /// ```compile_fail
 /// use shmpar_core::SharedArray;
@@ -26,8 +30,8 @@ use crate::segment::{Location, Segment, SegmentOptions};
 /// println!("{}", view[0]);
 /// ```
 ///
-/// and two mutable chunks of one array cannot both be handed out unless
-/// they come from one split, which never overlaps:
+/// two mutable views of one handle cannot both be alive (two mutable
+/// chunks exist only from one split, which never overlaps):
 ///
 /// ```compile_fail
 /// use shmpar_core::SharedArray;
@@ -37,13 +41,44 @@ use crate::segment::{Location, Segment, SegmentOptions};
 /// drop((first, second));
 /// ```
 ///
-/// # Concurrency across processes
-/// Within a process, `&`/`&mut` rules apply as usual. Across processes, the
-/// runtime gives each worker disjoint rows and separates phases with the
-/// in-segment barrier (release/acquire), which makes every access race
-/// free. Code that writes the same elements from two processes without
-/// such a protocol gets torn values, never invalid ones: every [`Element`]
-/// is valid for every bit pattern.
+/// and no shared view may be taken while a mutable one lives:
+///
+/// ```compile_fail
+/// use shmpar_core::SharedArray;
+/// let mut a = SharedArray::<f64, _>::create(4).unwrap();
+/// let mut writer = a.view_mut();
+/// let reader = a.view(); // shared borrow while the mutable one lives
+/// writer[0] = 1.0;
+/// println!("{}", reader[0]);
+/// ```
+///
+/// # Safety
+/// The borrow rules above would mean nothing if a second handle of the
+/// same segment could exist in the process: `a.view()` and `b.view_mut()`
+/// would alias. So a process holds one handle per segment: [`attach`],
+/// [`create`] and every other constructor go through [`Segment::create`]
+/// or [`Segment::open`], which record the object's (device, inode) and
+/// refuse a second handle with [`Error::AlreadyOpen`] until the first
+/// drops. Share one array by passing `&SharedArray` around.
+/// [`Segment::open_unchecked`] (with [`from_segment`]) skips that check,
+/// and its caller takes over the guarantee.
+///
+/// # Concurrency
+/// Other processes may read and write the same elements concurrently; the
+/// types of this process cannot see them. shmpar's runtime never lets
+/// another process touch elements a `&mut` view covers: each worker gets
+/// disjoint rows, and phases are separated by the in-segment barrier
+/// (release/acquire), which makes every access race free. Code that
+/// writes shared elements from another process outside such a protocol is
+/// a data race the type system cannot see, which is why raw access is
+/// `unsafe` ([`view_mut_unchecked`](Self::view_mut_unchecked),
+/// [`rows_mut_unchecked`](Self::rows_mut_unchecked),
+/// [`Segment::open_unchecked`]). Such a race gives torn values, never
+/// invalid ones: every [`Element`] is valid for every bit pattern.
+///
+/// [`attach`]: Self::attach
+/// [`create`]: Self::create
+/// [`from_segment`]: Self::from_segment
 pub struct SharedArray<T: Element, D: Dimension> {
     segment: Segment,
     dim: D,
@@ -140,8 +175,9 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
     /// `T` elements in `D::NDIM` axes.
     ///
     /// # Errors
-    /// [`Error::DTypeMismatch`], [`Error::RankMismatch`], and everything
-    /// [`Segment::open`] returns.
+    /// [`Error::AlreadyOpen`] when this process already holds a handle of
+    /// the array (pass `&` to it instead), [`Error::DTypeMismatch`],
+    /// [`Error::RankMismatch`], and everything [`Segment::open`] returns.
     pub fn attach(name: &str) -> Result<Self> {
         Self::from_segment(Segment::open(name)?)
     }

@@ -77,8 +77,10 @@ pub fn unlink_registered() {
     for slot in &SLOTS {
         if slot.state.load(Ordering::Acquire) == READY {
             // SAFETY: READY means the name was completely written and
-            // NUL-terminated before the release store we acquired.
-            unsafe { libc::shm_unlink(slot.name.get().cast::<libc::c_char>()) };
+            // NUL-terminated before the release store we acquired; and the
+            // buffer's last byte is only ever written as 0, so the string
+            // ends inside the buffer whatever else happens to the slot.
+            unsafe { crate::os::shm_unlink_raw(slot.name.get().cast::<u8>()) };
         }
     }
 }

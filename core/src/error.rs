@@ -89,8 +89,11 @@ pub enum Error {
         reason: String,
     },
 
-    /// The segment does not start with the shmpar magic number.
-    #[error("segment {name} is not a shmpar segment (no shmpar magic number at offset 0)")]
+    /// The object has no shmpar header where one would be (its last 4096
+    /// bytes), or is not a regular file.
+    #[error(
+        "segment {name} is not a shmpar segment (no shmpar header in its last 4096 bytes, or not a regular file)"
+    )]
     NotShmpar {
         /// The segment name or file path.
         name: String,
@@ -105,6 +108,20 @@ pub enum Error {
         found: u32,
         /// The version this build reads.
         supported: u32,
+    },
+
+    /// This process already holds a handle of the segment. One process
+    /// holds one handle per segment, so that safe code cannot hold a `&mut`
+    /// view through one handle and a `&` view of the same bytes through
+    /// another.
+    #[error(
+        "segment {name} is already open in this process: a process holds one handle per segment \
+         (so that a mutable view through one handle cannot alias a view through another); \
+         pass a reference to the existing handle instead of attaching again"
+    )]
+    AlreadyOpen {
+        /// The segment name or file path.
+        name: String,
     },
 
     /// The creator has not finished initializing the segment yet.
@@ -174,7 +191,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// A result slot index or payload is out of range.
+    /// A result slot was asked for; layout version 2 has none (kept only
+    /// until the runtime stops using result slots).
     #[error("result slot error: {reason}")]
     Slot {
         /// What is wrong.

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use crate::segment::{self, Location};
 use crate::{DEFAULT_PREFIX, Error as CoreError};
+use serde::Serialize;
 
 /// A segment in `/dev/shm` that carries the shmpar header.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -24,7 +24,8 @@ pub struct SegmentInfo {
     pub creator_pid: i32,
     /// Whether the creator runs (pid *and* start time match).
     pub alive: bool,
-    /// `ready`, `initializing` or `corrupt: REASON`.
+    /// `ready`, `initializing`, `corrupt: REASON`, or `unsupported: layout
+    /// version N` (left by a shmpar that wrote another layout).
     pub state: String,
     /// Whether its creator chose to keep it after exiting
     /// (`SegmentOptions::persist`): gc leaves such segments alone unless
@@ -76,6 +77,9 @@ pub fn info(name: &str) -> Option<SegmentInfo> {
         Err(CoreError::Initializing { .. }) if creator.is_some() || name.starts_with(DEFAULT_PREFIX) => {
             info.state = "initializing".into();
         }
+        Err(CoreError::UnsupportedVersion { found, .. }) if creator.is_some() => {
+            info.state = format!("unsupported: layout version {found}");
+        }
         Err(CoreError::NotShmpar { .. } | CoreError::Initializing { .. } | CoreError::NotFound { .. }) => {
             return None;
         }
@@ -98,7 +102,7 @@ fn is_orphan(info: &SegmentInfo, include_persistent: bool) -> bool {
     if info.alive || (info.persistent && !include_persistent) {
         return false;
     }
-    if info.state == "ready" || info.state.starts_with("corrupt") {
+    if info.state == "ready" || info.state.starts_with("corrupt") || info.state.starts_with("unsupported") {
         return info.creator_pid != 0;
     }
     // Initializing: a header without a creator is a creator that died

@@ -1,40 +1,60 @@
-//! The self-describing header at offset 0 of every segment.
+//! The self-describing header, in the last 4 KiB of every segment (layout
+//! version 2).
+//!
+//! A segment is the array's data from byte 0, zero-padded to a multiple of
+//! 4096, then one *header page* of [`HEADER_PAGE_SIZE`] bytes. The header
+//! page always starts at `object size - 4096`, so a reader finds it from
+//! `fstat` alone, and so a variant that rounds the whole object up to a
+//! huge page (recorded in [`Header::page_size`]) still ends with it. Data
+//! at offset 0 is what lets NumPy attach with nothing but
+//! `np.ndarray(shape, dtype, buffer=shm.buf)` or `np.memmap(path, ...)`.
 //!
 //! `docs/segment-layout.md` describes these bytes for readers in other
 //! languages; the tests at the bottom of this file pin every offset that
 //! document gives, so the two cannot drift apart.
 //!
-//! A header is trusted only after `Layout::read` has copied it out of the
-//! mapping and validated every field against the real size of the segment:
-//! a corrupt or forged header yields a typed error, never an out-of-bounds
-//! view. Fields are copied once, so a writer changing them afterwards cannot
-//! change what this process already checked.
+//! A header is trusted only after `read_layout` has copied it out of the
+//! object (`pread`, so nothing is mapped before it is checked) and
+//! validated every field against the real size of the object, with checked
+//! arithmetic: a corrupt or forged header yields a typed error, never an
+//! out-of-bounds view. Fields are copied once, so a writer changing them
+//! afterwards cannot change what this process already checked.
 
+use std::io;
 use std::mem::{offset_of, size_of};
-use std::sync::atomic::{AtomicU32, Ordering};
+
+use bytemuck::{Pod, Zeroable};
 
 use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::liveness::ProcessId;
 use crate::sync::{BarrierState, LockState};
 
-/// The first eight bytes of every shmpar segment.
+/// The first eight bytes of every header.
 pub const MAGIC: [u8; 8] = *b"SHMPAR\0\0";
 
 /// The layout version this build writes and reads.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// The one earlier version: its header sat at offset 0, before the data.
+/// Recognized only to say so.
+const LEGACY_VERSION: u32 = 1;
 
 /// The largest number of axes an array may have.
 pub const MAX_RANK: usize = 8;
 
-/// Size of the header in bytes; result slots start here.
-pub const HEADER_SIZE: usize = 512;
+/// Size of [`Header`], the plain fields at the start of the header page.
+pub const HEADER_SIZE: usize = 256;
 
-/// Alignment of the data: a page, so other languages can map it directly.
-pub const DATA_ALIGN: usize = 4096;
+/// Size of the header page that ends every segment.
+pub const HEADER_PAGE_SIZE: usize = 4096;
 
-/// Size of a result slot's own header (its length word and a reserved word).
-pub const SLOT_HEADER: usize = 8;
+/// The data is padded to a multiple of this, and every segment's size is
+/// one: 4 KiB, the smallest page.
+pub const PAGE_SIZE: usize = 4096;
+
+/// The largest [`Header::page_size`] a reader accepts (1 GiB huge pages).
+pub const MAX_PAGE_SIZE: usize = 1 << 30;
 
 /// Value of the state word while the creator is still writing.
 pub const STATE_INITIALIZING: u32 = 0;
@@ -47,21 +67,92 @@ pub const FLAG_LITTLE_ENDIAN: u32 = 1;
 /// so `shmpar gc` leaves it alone although its creator is dead.
 pub const FLAG_PERSISTENT: u32 = 2;
 
-/// Default number of result slots.
-pub const DEFAULT_SLOT_COUNT: u32 = 64;
-/// Default size of a result slot in bytes (including its 8-byte header).
-pub const DEFAULT_SLOT_SIZE: u32 = 256;
-/// Most result slots a segment may have.
-pub const MAX_SLOT_COUNT: u32 = 4096;
-/// Largest result slot in bytes.
-pub const MAX_SLOT_SIZE: u32 = 1 << 20;
+/// The plain fields of the header: the first [`HEADER_SIZE`] bytes of the
+/// header page, which starts at `object size - HEADER_PAGE_SIZE`.
+///
+/// Plain integers only, so that reading a header is
+/// [`bytemuck::pod_read_unaligned`] on its bytes, and the derive refuses
+/// any padding at compile time. In a mapped segment `state` and `flags`
+/// are accessed atomically (`AtomicU32::from_ptr`): the creator publishes
+/// `state` with release ordering, and `flags` may change after creation.
+/// See `docs/segment-layout.md`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`LAYOUT_VERSION`].
+    pub layout_version: u32,
+    /// [`STATE_INITIALIZING`] until the creator has written everything,
+    /// then [`STATE_READY`] (stored with release ordering).
+    pub state: u32,
+    /// [`DType::code`].
+    pub dtype: u32,
+    /// Bytes per element.
+    pub elem_size: u32,
+    /// Number of axes, at most [`MAX_RANK`].
+    pub ndim: u32,
+    /// [`FLAG_LITTLE_ENDIAN`], [`FLAG_PERSISTENT`] and reserved bits (0).
+    pub flags: u32,
+    /// Byte offset of the data: always 0.
+    pub data_offset: u64,
+    /// Bytes of data: product of the shape times `elem_size`.
+    pub data_len: u64,
+    /// Bytes in the whole object.
+    pub total_len: u64,
+    /// Byte offset of the header page: `total_len - HEADER_PAGE_SIZE`.
+    pub header_offset: u64,
+    /// Extent of each axis, C order; entries past `ndim` are 0.
+    pub shape: [u64; MAX_RANK],
+    /// Process id of the creator.
+    pub creator_pid: i32,
+    /// The page size the object is made of: 4096, or a huge page size
+    /// (then `total_len` is a multiple of it).
+    pub page_size: u32,
+    /// The creator's start time in clock ticks since boot.
+    pub creator_start_time: u64,
+    /// Reserved for a liveness record (0).
+    pub reserved_liveness: [u64; 8],
+    /// Reserved (0).
+    pub reserved: [u64; 6],
+}
+
+/// The whole header page: the plain header, then the barrier's and the
+/// lock's cache lines (64-byte aligned), then reserved bytes.
+///
+/// Only its layout is used: the plain part is read as a copied [`Header`],
+/// the sync lines through references to their atomic states alone.
+#[repr(C, align(64))]
+pub(crate) struct HeaderPage {
+    pub(crate) header: Header,
+    pub(crate) barrier: BarrierState,
+    pub(crate) lock: LockState,
+    _reserved: [u8; HEADER_PAGE_SIZE - HEADER_SIZE - 128],
+}
+
+/// Offset of the barrier's line from the start of the header.
+pub(crate) const BARRIER_OFFSET: usize = offset_of!(HeaderPage, barrier);
+/// Offset of the lock's line from the start of the header.
+pub(crate) const LOCK_OFFSET: usize = offset_of!(HeaderPage, lock);
+/// Offset of the state word from the start of the header.
+pub(crate) const STATE_OFFSET: usize = offset_of!(Header, state);
+/// Offset of the flags word from the start of the header.
+pub(crate) const FLAGS_OFFSET: usize = offset_of!(Header, flags);
+
+const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
+const _: () = assert!(size_of::<HeaderPage>() == HEADER_PAGE_SIZE);
+const _: () = assert!(BARRIER_OFFSET.is_multiple_of(64) && BARRIER_OFFSET >= HEADER_SIZE);
+const _: () = assert!(LOCK_OFFSET.is_multiple_of(64) && LOCK_OFFSET >= BARRIER_OFFSET + 64);
+const _: () = assert!(STATE_OFFSET.is_multiple_of(4) && FLAGS_OFFSET.is_multiple_of(4));
+const _: () = assert!(HEADER_PAGE_SIZE == PAGE_SIZE);
 
 /// One scalar field of the header: its name, byte offset and width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Field {
     /// The name `docs/segment-layout.md` gives it (`shape[i]` per axis).
     pub name: &'static str,
-    /// Byte offset from the start of the segment.
+    /// Byte offset from the start of the *header*, which lies at
+    /// `object size - HEADER_PAGE_SIZE` (not from the start of the object).
     pub offset: usize,
     /// Width in bytes (4 or 8), little-endian.
     pub size: usize,
@@ -73,8 +164,10 @@ const fn field(name: &'static str, offset: usize, size: usize) -> Field {
 
 /// Every scalar field after the magic, in order: the table of
 /// `docs/segment-layout.md`, for readers in other languages and for tools
-/// that check or forge headers. A unit test holds it to [`Header`].
-pub const FIELDS: [Field; 22] = [
+/// that check or forge headers. Offsets are relative to the start of the
+/// header (`object size - HEADER_PAGE_SIZE`). A unit test holds it to
+/// [`Header`].
+pub const FIELDS: [Field; 21] = [
     field("layout_version", 8, 4),
     field("state", 12, 4),
     field("dtype", 16, 4),
@@ -84,7 +177,7 @@ pub const FIELDS: [Field; 22] = [
     field("data_offset", 32, 8),
     field("data_len", 40, 8),
     field("total_len", 48, 8),
-    field("slots_offset", 56, 8),
+    field("header_offset", 56, 8),
     field("shape[0]", 64, 8),
     field("shape[1]", 72, 8),
     field("shape[2]", 80, 8),
@@ -93,62 +186,10 @@ pub const FIELDS: [Field; 22] = [
     field("shape[5]", 104, 8),
     field("shape[6]", 112, 8),
     field("shape[7]", 120, 8),
-    field("slot_size", 128, 4),
-    field("slot_count", 132, 4),
-    field("creator_pid", 136, 4),
-    field("creator_start_time", 144, 8),
+    field("creator_pid", 128, 4),
+    field("page_size", 132, 4),
+    field("creator_start_time", 136, 8),
 ];
-
-/// The header as it lies in memory. See `docs/segment-layout.md`.
-#[repr(C, align(64))]
-#[derive(Debug)]
-pub struct Header {
-    /// [`MAGIC`].
-    pub(crate) magic: [u8; 8],
-    /// [`LAYOUT_VERSION`].
-    pub(crate) layout_version: u32,
-    /// [`STATE_INITIALIZING`] until the creator has written everything,
-    /// then [`STATE_READY`] (stored with release ordering).
-    pub(crate) state: AtomicU32,
-    /// [`DType::code`].
-    pub(crate) dtype: u32,
-    /// Bytes per element.
-    pub(crate) elem_size: u32,
-    /// Number of axes, at most [`MAX_RANK`].
-    pub(crate) ndim: u32,
-    /// [`FLAG_LITTLE_ENDIAN`], [`FLAG_PERSISTENT`] and reserved bits. The
-    /// persistent bit may change after creation, so it is updated atomically.
-    pub(crate) flags: AtomicU32,
-    /// Byte offset of the data, a multiple of [`DATA_ALIGN`].
-    pub(crate) data_offset: u64,
-    /// Bytes of data: product of the shape times `elem_size`.
-    pub(crate) data_len: u64,
-    /// Bytes in the whole segment.
-    pub(crate) total_len: u64,
-    /// Byte offset of the first result slot.
-    pub(crate) slots_offset: u64,
-    /// Extent of each axis, C order; entries past `ndim` are 0.
-    pub(crate) shape: [u64; MAX_RANK],
-    /// Bytes per result slot, a multiple of 64.
-    pub(crate) slot_size: u32,
-    /// Number of result slots.
-    pub(crate) slot_count: u32,
-    /// Process id of the creator.
-    pub(crate) creator_pid: i32,
-    pub(crate) _reserved0: u32,
-    /// The creator's start time in clock ticks since boot.
-    pub(crate) creator_start_time: u64,
-    pub(crate) _reserved1: [u64; 5],
-    /// The barrier's cache line.
-    pub(crate) barrier: BarrierState,
-    /// The lock's cache line.
-    pub(crate) lock: LockState,
-    pub(crate) _reserved2: [u8; 192],
-}
-
-const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
-const _: () = assert!(offset_of!(Header, barrier) % 64 == 0);
-const _: () = assert!(offset_of!(Header, lock) % 64 == 0);
 
 /// The validated description of a segment, copied out of its header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,22 +198,25 @@ pub struct Layout {
     pub dtype: DType,
     /// The array's shape, C order.
     pub shape: Vec<usize>,
-    /// Byte offset of the data.
+    /// Byte offset of the data: always 0 in layout version 2.
     pub data_offset: usize,
     /// Bytes of data.
     pub data_len: usize,
+    /// Byte offset of the header page: `total_len - HEADER_PAGE_SIZE`.
+    pub header_offset: usize,
     /// Bytes in the whole segment.
     pub total_len: usize,
-    /// Byte offset of the first result slot.
-    pub slots_offset: usize,
-    /// Bytes per result slot.
-    pub slot_size: usize,
-    /// Number of result slots.
-    pub slot_count: usize,
+    /// The page size the segment is made of (4096 unless huge pages).
+    pub page_size: usize,
     /// Who created the segment.
     pub creator: ProcessId,
     /// Whether the creator chose to keep the segment after it exits.
     pub persistent: bool,
+    /// Always 0: layout version 2 has no result slots. Kept only while the
+    /// CLI still shows it; it goes with the rest of the slot API.
+    pub slot_count: usize,
+    /// Always 0, as `slot_count`.
+    pub slot_size: usize,
 }
 
 /// Bytes of data for `shape`, or `None` when a view of it cannot exist:
@@ -195,30 +239,17 @@ fn round_up(value: usize, align: usize) -> Option<usize> {
 }
 
 impl Layout {
-    /// Plans the layout of a new segment.
+    /// Plans the layout of a new segment: the data from 0, padded to a
+    /// multiple of [`PAGE_SIZE`], then the header page.
     ///
     /// # Errors
     /// [`Error::InvalidShape`] when the shape has too many axes or its byte
-    /// size overflows, [`Error::InvalidOption`] for slot settings out of range.
-    pub fn plan(dtype: DType, shape: &[usize], slot_count: u32, slot_size: u32) -> Result<Layout> {
+    /// size overflows.
+    pub fn plan(dtype: DType, shape: &[usize]) -> Result<Layout> {
         if shape.len() > MAX_RANK {
             return Err(Error::InvalidShape {
                 shape: shape.to_vec(),
                 reason: format!("{} axes, at most {MAX_RANK} are supported", shape.len()),
-            });
-        }
-        if slot_count > MAX_SLOT_COUNT {
-            return Err(Error::InvalidOption {
-                option: "slot count",
-                reason: format!("{slot_count} slots, at most {MAX_SLOT_COUNT}"),
-            });
-        }
-        if !(64..=MAX_SLOT_SIZE).contains(&slot_size) || !slot_size.is_multiple_of(64) {
-            return Err(Error::InvalidOption {
-                option: "slot size",
-                reason: format!(
-                    "{slot_size} bytes; it must be a multiple of 64 between 64 and {MAX_SLOT_SIZE}"
-                ),
             });
         }
         let too_large = || Error::InvalidShape {
@@ -230,23 +261,23 @@ impl Layout {
             ),
         };
         let data_len = data_bytes(shape, dtype).ok_or_else(too_large)?;
-        let slots_len = slot_count as usize * slot_size as usize;
-        let data_offset = round_up(HEADER_SIZE + slots_len, DATA_ALIGN).ok_or_else(too_large)?;
-        let total_len = data_offset
-            .checked_add(data_len)
+        let header_offset = round_up(data_len, PAGE_SIZE).ok_or_else(too_large)?;
+        let total_len = header_offset
+            .checked_add(HEADER_PAGE_SIZE)
             .filter(|&t| t <= isize::MAX as usize)
             .ok_or_else(too_large)?;
         Ok(Layout {
             dtype,
             shape: shape.to_vec(),
-            data_offset,
+            data_offset: 0,
             data_len,
+            header_offset,
             total_len,
-            slots_offset: HEADER_SIZE,
-            slot_size: slot_size as usize,
-            slot_count: slot_count as usize,
+            page_size: PAGE_SIZE,
             creator: ProcessId::current(),
             persistent: false,
+            slot_count: 0,
+            slot_size: 0,
         })
     }
 
@@ -255,124 +286,198 @@ impl Layout {
         self.data_len / self.dtype.size()
     }
 
-    /// Writes every field but the state word into a zero-filled header.
-    ///
-    /// # Safety
-    /// - `header` must point to [`HEADER_SIZE`] writable bytes at the start
-    ///   of a mapping of at least `self.total_len` bytes;
-    /// - no other process may use the segment yet (its state is still
-    ///   [`STATE_INITIALIZING`]).
-    pub(crate) unsafe fn write(&self, header: *mut Header) {
+    /// The header that describes this layout, its state still
+    /// [`STATE_INITIALIZING`]: the creator writes it, fills the data, then
+    /// publishes [`STATE_READY`] with release ordering.
+    pub fn header(&self) -> Header {
         let mut shape = [0u64; MAX_RANK];
         for (dst, &src) in shape.iter_mut().zip(&self.shape) {
             *dst = src as u64;
         }
-        // SAFETY: the caller guarantees `header` is valid for writes and
-        // unshared; the barrier, lock and state words stay zero, which is
-        // their fresh state.
-        unsafe {
-            (&raw mut (*header).magic).write(MAGIC);
-            (&raw mut (*header).layout_version).write(LAYOUT_VERSION);
-            (&raw mut (*header).dtype).write(self.dtype.code());
-            (&raw mut (*header).elem_size).write(self.dtype.size() as u32);
-            (&raw mut (*header).ndim).write(self.shape.len() as u32);
-            let endian = if cfg!(target_endian = "little") {
-                FLAG_LITTLE_ENDIAN
-            } else {
-                0
-            };
-            let persistent = if self.persistent { FLAG_PERSISTENT } else { 0 };
-            (&raw mut (*header).flags).write(AtomicU32::new(endian | persistent));
-            (&raw mut (*header).data_offset).write(self.data_offset as u64);
-            (&raw mut (*header).data_len).write(self.data_len as u64);
-            (&raw mut (*header).total_len).write(self.total_len as u64);
-            (&raw mut (*header).slots_offset).write(self.slots_offset as u64);
-            (&raw mut (*header).shape).write(shape);
-            (&raw mut (*header).slot_size).write(self.slot_size as u32);
-            (&raw mut (*header).slot_count).write(self.slot_count as u32);
-            (&raw mut (*header).creator_pid).write(self.creator.pid);
-            (&raw mut (*header).creator_start_time).write(self.creator.start_time);
+        let endian = if cfg!(target_endian = "little") {
+            FLAG_LITTLE_ENDIAN
+        } else {
+            0
+        };
+        let persistent = if self.persistent { FLAG_PERSISTENT } else { 0 };
+        Header {
+            magic: MAGIC,
+            layout_version: LAYOUT_VERSION,
+            state: STATE_INITIALIZING,
+            dtype: self.dtype.code(),
+            elem_size: self.dtype.size() as u32,
+            ndim: self.shape.len() as u32,
+            flags: endian | persistent,
+            data_offset: self.data_offset as u64,
+            data_len: self.data_len as u64,
+            total_len: self.total_len as u64,
+            header_offset: self.header_offset as u64,
+            shape,
+            creator_pid: self.creator.pid,
+            page_size: self.page_size as u32,
+            creator_start_time: self.creator.start_time,
+            reserved_liveness: [0; 8],
+            reserved: [0; 6],
         }
     }
+}
 
-    /// Reads and validates the header at `base`, of an object of `size`
-    /// bytes of which the first `readable` are at `base`.
-    ///
-    /// # Errors
-    /// A typed error for each way the header can be wrong: [`Error::Truncated`],
-    /// [`Error::NotShmpar`], [`Error::UnsupportedVersion`],
-    /// [`Error::Initializing`] and [`Error::CorruptHeader`].
-    ///
-    /// # Safety
-    /// `base` must point to `readable` readable bytes, aligned for
-    /// [`Header`], that stay valid for the duration of the call; `readable`
-    /// is at least `min(size, HEADER_SIZE)`.
-    pub(crate) unsafe fn read(base: *const u8, readable: usize, size: usize, name: &str) -> Result<Layout> {
-        debug_assert!(readable >= size.min(HEADER_SIZE));
-        if size == 0 {
-            // shm_open(O_CREAT) and the space reservation are two steps: a
-            // zero-sized object is one whose creator has not got further.
-            return Err(Error::Initializing { name: name.into() });
-        }
-        if size < HEADER_SIZE {
-            // The magic may still tell a foreign object from a cut-off one.
-            // SAFETY: at least one byte is readable; we read min(size, 8).
-            let head = unsafe { std::slice::from_raw_parts(base, size.min(8)) };
-            if head != &MAGIC[..head.len()] {
-                return Err(Error::NotShmpar { name: name.into() });
+/// An object whose bytes can be read at an offset: a descriptor (`pread`)
+/// or, in tests, a byte slice.
+pub(crate) trait ReadAt {
+    /// Reads into `buf` from `offset`; fewer bytes only at the object's end.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match FileExt::read_at(self, &mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
+        }
+        Ok(filled)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+/// The header at `offset`, zero-filled where the object ends before it.
+fn header_at(object: &(impl ReadAt + ?Sized), offset: u64, name: &str) -> Result<Header> {
+    let mut bytes = [0u8; HEADER_SIZE];
+    object.read_at(offset, &mut bytes).map_err(|source| Error::Io {
+        op: "read the header",
+        name: name.into(),
+        source,
+    })?;
+    Ok(bytemuck::pod_read_unaligned(&bytes))
+}
+
+/// The header in the last page of an object of `size` bytes, whatever its
+/// state, if that page starts with [`MAGIC`].
+pub(crate) fn find_header(object: &(impl ReadAt + ?Sized), size: u64, name: &str) -> Option<Header> {
+    let page = HEADER_PAGE_SIZE as u64;
+    if size == 0 || !size.is_multiple_of(page) {
+        return None;
+    }
+    header_at(object, size - page, name)
+        .ok()
+        .filter(|h| h.magic == MAGIC)
+}
+
+/// The creator recorded in the header of an object of `size` bytes,
+/// whatever its state, for finding the orphans of creators that died while
+/// initializing: from a version 2 header, or from a version 1 header at
+/// offset 0 (whose `creator_pid` and `creator_start_time` were at 136 and
+/// 144), so that segments left by an older shmpar can be collected too.
+pub(crate) fn find_creator(object: &(impl ReadAt + ?Sized), size: u64, name: &str) -> Option<ProcessId> {
+    if let Some(header) = find_header(object, size, name) {
+        return Some(ProcessId {
+            pid: header.creator_pid,
+            start_time: header.creator_start_time,
+        });
+    }
+    let mut legacy = [0u8; 152];
+    if object.read_at(0, &mut legacy).ok()? < legacy.len()
+        || legacy[..8] != MAGIC
+        || legacy[8..12] != LEGACY_VERSION.to_le_bytes()
+    {
+        return None;
+    }
+    Some(ProcessId {
+        pid: i32::from_le_bytes(legacy[136..140].try_into().ok()?),
+        start_time: u64::from_le_bytes(legacy[144..152].try_into().ok()?),
+    })
+}
+
+/// Reads and validates the header of an object of `size` bytes (its
+/// `fstat` size).
+///
+/// # Errors
+/// A typed error for each way the object can be wrong:
+/// - [`Error::Initializing`]: size 0, an all-zero header page (the creator
+///   has reserved the space but not written the header yet), or state 0;
+/// - [`Error::UnsupportedVersion`]: another version's header, version 1's
+///   included (its header was at offset 0);
+/// - [`Error::Truncated`]: the object was cut inside its header page, or
+///   is shorter than its header says;
+/// - [`Error::CorruptHeader`]: fields that contradict each other or the size;
+/// - [`Error::NotShmpar`]: no shmpar header where one would be;
+/// - [`Error::Io`]: the bytes could not be read.
+pub(crate) fn read_layout(object: &(impl ReadAt + ?Sized), size: u64, name: &str) -> Result<Layout> {
+    // shm_open(O_CREAT) and the space reservation are two steps: a
+    // zero-sized object is one whose creator has not got further.
+    if size == 0 {
+        return Err(Error::Initializing { name: name.into() });
+    }
+    let page = HEADER_PAGE_SIZE as u64;
+    let last = if size.is_multiple_of(page) {
+        let header = header_at(object, size - page, name)?;
+        if header.magic == MAGIC {
+            return check(&header, size, name);
+        }
+        Some(header)
+    } else {
+        None
+    };
+    // No header where version 2 puts it. Version 1 put it at offset 0.
+    let legacy = header_at(object, 0, name)?;
+    if legacy.magic == MAGIC && legacy.layout_version == LEGACY_VERSION {
+        return Err(Error::UnsupportedVersion {
+            name: name.into(),
+            found: LEGACY_VERSION,
+            supported: LAYOUT_VERSION,
+        });
+    }
+    if last == Some(Header::zeroed()) {
+        // The reservation zero-fills the object; the creator writes the
+        // header right after. (A creator that died here leaves this
+        // behind: gc removes it once it is old enough.)
+        return Err(Error::Initializing { name: name.into() });
+    }
+    // Version 2 objects are a whole number of pages; one that is not, with
+    // a header at its last page boundary, was cut inside its header page.
+    if !size.is_multiple_of(page) {
+        let boundary = size - size % page;
+        if header_at(object, boundary, name)?.magic == MAGIC {
             return Err(Error::Truncated {
                 name: name.into(),
-                size: size as u64,
-                needed: HEADER_SIZE as u64,
+                size,
+                needed: boundary + page,
             });
         }
-        let header = base.cast::<Header>();
-        // SAFETY: `size >= HEADER_SIZE`, so the whole header is readable; the
-        // mapping is page aligned, so `header` is aligned. Fields are read
-        // with volatile loads because another process may write them.
-        let magic = unsafe { (&raw const (*header).magic).read_volatile() };
-        if magic != MAGIC {
-            return Err(Error::NotShmpar { name: name.into() });
-        }
-        // SAFETY: as above.
-        let version = unsafe { (&raw const (*header).layout_version).read_volatile() };
-        if version != LAYOUT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                name: name.into(),
-                found: version,
-                supported: LAYOUT_VERSION,
-            });
-        }
-        // SAFETY: `state` is an aligned AtomicU32 inside the readable header.
-        // Acquire pairs with the creator's release store, so every field it
-        // wrote before publishing is visible below.
-        let state = unsafe { (*header).state.load(Ordering::Acquire) };
-        match state {
-            STATE_READY => {}
-            STATE_INITIALIZING => return Err(Error::Initializing { name: name.into() }),
-            other => return Err(corrupt(name, format!("unknown state word {other}"))),
-        }
-        // SAFETY: the header is readable (checked above); volatile copies.
-        let raw = unsafe {
-            RawFields {
-                dtype: (&raw const (*header).dtype).read_volatile(),
-                elem_size: (&raw const (*header).elem_size).read_volatile(),
-                ndim: (&raw const (*header).ndim).read_volatile(),
-                flags: (*header).flags.load(Ordering::Relaxed),
-                data_offset: (&raw const (*header).data_offset).read_volatile(),
-                data_len: (&raw const (*header).data_len).read_volatile(),
-                total_len: (&raw const (*header).total_len).read_volatile(),
-                slots_offset: (&raw const (*header).slots_offset).read_volatile(),
-                shape: (&raw const (*header).shape).read_volatile(),
-                slot_size: (&raw const (*header).slot_size).read_volatile(),
-                slot_count: (&raw const (*header).slot_count).read_volatile(),
-                creator_pid: (&raw const (*header).creator_pid).read_volatile(),
-                creator_start_time: (&raw const (*header).creator_start_time).read_volatile(),
-            }
-        };
-        raw.validate(size, name)
     }
+    Err(Error::NotShmpar { name: name.into() })
+}
+
+/// Checks a header found at `size - HEADER_PAGE_SIZE`: version, state, then
+/// every field.
+fn check(header: &Header, size: u64, name: &str) -> Result<Layout> {
+    if header.layout_version != LAYOUT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            name: name.into(),
+            found: header.layout_version,
+            supported: LAYOUT_VERSION,
+        });
+    }
+    match header.state {
+        STATE_READY => {}
+        STATE_INITIALIZING => return Err(Error::Initializing { name: name.into() }),
+        other => return Err(corrupt(name, format!("unknown state word {other}"))),
+    }
+    header.validate(size, name)
 }
 
 fn corrupt(name: &str, reason: String) -> Error {
@@ -382,29 +487,12 @@ fn corrupt(name: &str, reason: String) -> Error {
     }
 }
 
-/// The header's fields as copied out, before validation.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RawFields {
-    pub(crate) dtype: u32,
-    pub(crate) elem_size: u32,
-    pub(crate) ndim: u32,
-    pub(crate) flags: u32,
-    pub(crate) data_offset: u64,
-    pub(crate) data_len: u64,
-    pub(crate) total_len: u64,
-    pub(crate) slots_offset: u64,
-    pub(crate) shape: [u64; MAX_RANK],
-    pub(crate) slot_size: u32,
-    pub(crate) slot_count: u32,
-    pub(crate) creator_pid: i32,
-    pub(crate) creator_start_time: u64,
-}
-
-impl RawFields {
+impl Header {
     /// Checks every field against the others and against the real `size`
-    /// of the segment. Pure arithmetic on copied values, with overflow
+    /// of the object. Pure arithmetic on copied values, with overflow
     /// checked everywhere, so any input gives a `Layout` or an error.
-    pub(crate) fn validate(&self, size: usize, name: &str) -> Result<Layout> {
+    /// The magic, version and state are [`check`]'s business.
+    fn validate(&self, size: u64, name: &str) -> Result<Layout> {
         let dtype = DType::from_code(self.dtype)
             .ok_or_else(|| corrupt(name, format!("unknown dtype code {}", self.dtype)))?;
         if self.elem_size as usize != dtype.size() {
@@ -447,72 +535,82 @@ impl RawFields {
                 ),
             ));
         }
-        let slot_size = self.slot_size as usize;
-        let slot_count = self.slot_count as usize;
-        if self.slot_count > MAX_SLOT_COUNT
-            || (slot_count > 0
-                && (slot_size < 64 || self.slot_size > MAX_SLOT_SIZE || !slot_size.is_multiple_of(64)))
-        {
-            return Err(corrupt(
-                name,
-                format!("{slot_count} result slots of {slot_size} bytes"),
-            ));
-        }
-        let slots_offset =
-            usize::try_from(self.slots_offset).map_err(|_| corrupt(name, "slots offset overflows".into()))?;
-        let slots_end = slots_offset
-            .checked_add(slot_count * slot_size)
-            .ok_or_else(|| corrupt(name, "result slots overflow".into()))?;
-        let data_offset =
-            usize::try_from(self.data_offset).map_err(|_| corrupt(name, "data offset overflows".into()))?;
-        if slots_offset < HEADER_SIZE || slots_offset % 64 != 0 || slots_end > data_offset {
+        if self.data_offset != 0 {
             return Err(corrupt(
                 name,
                 format!(
-                    "result slots at {slots_offset}..{slots_end} overlap the header or the data at {data_offset}"
+                    "data offset {}; layout version {LAYOUT_VERSION} puts the data at 0",
+                    self.data_offset
                 ),
             ));
         }
-        if data_offset % DATA_ALIGN != 0 {
-            return Err(corrupt(
-                name,
-                format!("data offset {data_offset} is not a multiple of {DATA_ALIGN}"),
-            ));
-        }
-        let data_end = data_offset
-            .checked_add(data_len)
-            .filter(|&end| end <= isize::MAX as usize)
-            .ok_or_else(|| corrupt(name, "data end overflows".into()))?;
-        if self.total_len != data_end as u64 {
+        let page_size = self.page_size as usize;
+        if !page_size.is_power_of_two() || !(PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
             return Err(corrupt(
                 name,
                 format!(
-                    "total length {} is not data offset + data length ({data_end})",
-                    self.total_len
+                    "page size {page_size}; it must be a power of two from {PAGE_SIZE} to {MAX_PAGE_SIZE}"
                 ),
             ));
         }
-        if data_end > size {
-            return Err(Error::Truncated {
-                name: name.into(),
-                size: size as u64,
-                needed: data_end as u64,
-            });
+        let total_len = usize::try_from(self.total_len)
+            .ok()
+            .filter(|&t| t <= isize::MAX as usize)
+            .ok_or_else(|| corrupt(name, format!("total length {} overflows", self.total_len)))?;
+        if !total_len.is_multiple_of(page_size) || total_len < HEADER_PAGE_SIZE {
+            return Err(corrupt(
+                name,
+                format!("total length {total_len} is not a positive multiple of the page size {page_size}"),
+            ));
+        }
+        let header_offset = total_len - HEADER_PAGE_SIZE;
+        if self.header_offset != header_offset as u64 {
+            return Err(corrupt(
+                name,
+                format!(
+                    "header offset {} is not total length - {HEADER_PAGE_SIZE} ({header_offset})",
+                    self.header_offset
+                ),
+            ));
+        }
+        if data_len > header_offset {
+            return Err(corrupt(
+                name,
+                format!("{data_len} bytes of data overlap the header at {header_offset}"),
+            ));
+        }
+        // The header was found at `size - HEADER_PAGE_SIZE`; it must say so.
+        match (total_len as u64).cmp(&size) {
+            std::cmp::Ordering::Greater => {
+                return Err(Error::Truncated {
+                    name: name.into(),
+                    size,
+                    needed: total_len as u64,
+                });
+            }
+            std::cmp::Ordering::Less => {
+                return Err(corrupt(
+                    name,
+                    format!("the object is {size} bytes but its header says {total_len}"),
+                ));
+            }
+            std::cmp::Ordering::Equal => {}
         }
         Ok(Layout {
             dtype,
             shape,
-            data_offset,
+            data_offset: 0,
             data_len,
-            total_len: data_end,
-            slots_offset,
-            slot_size,
-            slot_count,
+            header_offset,
+            total_len,
+            page_size,
             creator: ProcessId {
                 pid: self.creator_pid,
                 start_time: self.creator_start_time,
             },
             persistent: self.flags & FLAG_PERSISTENT != 0,
+            slot_count: 0,
+            slot_size: 0,
         })
     }
 }
@@ -521,7 +619,8 @@ impl RawFields {
 mod tests {
     use super::*;
 
-    /// The offsets `docs/segment-layout.md` documents.
+    /// The offsets `docs/segment-layout.md` documents, relative to the
+    /// start of the header.
     #[test]
     fn offsets_match_the_layout_document() {
         assert_eq!(offset_of!(Header, magic), 0);
@@ -534,30 +633,31 @@ mod tests {
         assert_eq!(offset_of!(Header, data_offset), 32);
         assert_eq!(offset_of!(Header, data_len), 40);
         assert_eq!(offset_of!(Header, total_len), 48);
-        assert_eq!(offset_of!(Header, slots_offset), 56);
+        assert_eq!(offset_of!(Header, header_offset), 56);
         assert_eq!(offset_of!(Header, shape), 64);
-        assert_eq!(offset_of!(Header, slot_size), 128);
-        assert_eq!(offset_of!(Header, slot_count), 132);
-        assert_eq!(offset_of!(Header, creator_pid), 136);
-        assert_eq!(offset_of!(Header, creator_start_time), 144);
-        assert_eq!(offset_of!(Header, barrier), 192);
-        assert_eq!(offset_of!(Header, lock), 256);
-        assert_eq!(size_of::<Header>(), 512);
+        assert_eq!(offset_of!(Header, creator_pid), 128);
+        assert_eq!(offset_of!(Header, page_size), 132);
+        assert_eq!(offset_of!(Header, creator_start_time), 136);
+        assert_eq!(offset_of!(Header, reserved_liveness), 144);
+        assert_eq!(offset_of!(Header, reserved), 208);
+        assert_eq!(size_of::<Header>(), 256);
+        assert_eq!(offset_of!(HeaderPage, barrier), 256);
+        assert_eq!(offset_of!(HeaderPage, lock), 320);
+        assert_eq!(size_of::<HeaderPage>(), 4096);
         for f in FIELDS {
             let (offset, size) = match f.name {
                 "layout_version" => (offset_of!(Header, layout_version), 4),
-                "state" => (offset_of!(Header, state), size_of::<AtomicU32>()),
+                "state" => (offset_of!(Header, state), 4),
                 "dtype" => (offset_of!(Header, dtype), 4),
                 "elem_size" => (offset_of!(Header, elem_size), 4),
                 "ndim" => (offset_of!(Header, ndim), 4),
-                "flags" => (offset_of!(Header, flags), size_of::<AtomicU32>()),
+                "flags" => (offset_of!(Header, flags), 4),
                 "data_offset" => (offset_of!(Header, data_offset), 8),
                 "data_len" => (offset_of!(Header, data_len), 8),
                 "total_len" => (offset_of!(Header, total_len), 8),
-                "slots_offset" => (offset_of!(Header, slots_offset), 8),
-                "slot_size" => (offset_of!(Header, slot_size), 4),
-                "slot_count" => (offset_of!(Header, slot_count), 4),
+                "header_offset" => (offset_of!(Header, header_offset), 8),
                 "creator_pid" => (offset_of!(Header, creator_pid), 4),
+                "page_size" => (offset_of!(Header, page_size), 4),
                 "creator_start_time" => (offset_of!(Header, creator_start_time), 8),
                 shape => {
                     let axis: usize = shape["shape[".len()..shape.len() - 1].parse().unwrap();
@@ -570,38 +670,57 @@ mod tests {
         // `sync::tests::layouts_match_the_design_note`.
     }
 
-    fn good() -> (RawFields, usize) {
-        let layout = Layout::plan(DType::F64, &[10, 3], 4, 128).unwrap();
-        let mut shape = [0u64; MAX_RANK];
-        shape[0] = 10;
-        shape[1] = 3;
-        let raw = RawFields {
-            dtype: DType::F64.code(),
-            elem_size: 8,
-            ndim: 2,
-            flags: FLAG_LITTLE_ENDIAN,
-            data_offset: layout.data_offset as u64,
-            data_len: 240,
-            total_len: layout.total_len as u64,
-            slots_offset: HEADER_SIZE as u64,
-            shape,
-            slot_size: 128,
-            slot_count: 4,
-            creator_pid: 1,
-            creator_start_time: 2,
-        };
-        (raw, layout.total_len)
+    /// The bytes of a ready segment of `layout`: data (zero) then header.
+    fn object(layout: &Layout) -> Vec<u8> {
+        let mut bytes = vec![0u8; layout.total_len];
+        let mut header = layout.header();
+        header.state = STATE_READY;
+        bytes[layout.header_offset..][..HEADER_SIZE].copy_from_slice(bytemuck::bytes_of(&header));
+        bytes
+    }
+
+    fn good() -> (Header, u64) {
+        let layout = Layout::plan(DType::F64, &[10, 3]).unwrap();
+        let mut header = layout.header();
+        header.state = STATE_READY;
+        (header, layout.total_len as u64)
     }
 
     #[test]
-    fn plan_places_page_aligned_data_after_the_slots() {
-        let layout = Layout::plan(DType::F32, &[1000], 64, 256).unwrap();
-        assert_eq!(layout.data_offset, 20480);
+    fn plan_puts_the_data_at_zero_and_the_header_in_the_last_page() {
+        let layout = Layout::plan(DType::F32, &[1000]).unwrap();
+        assert_eq!(layout.data_offset, 0);
         assert_eq!(layout.data_len, 4000);
-        assert_eq!(layout.total_len, 24480);
-        let none = Layout::plan(DType::U8, &[], 0, 64).unwrap();
-        assert_eq!(none.data_offset, 4096);
-        assert_eq!(none.data_len, 1, "a 0-d array holds one element");
+        assert_eq!(layout.header_offset, 4096);
+        assert_eq!(layout.total_len, 8192);
+        let page = Layout::plan(DType::U8, &[4096]).unwrap();
+        assert_eq!((page.header_offset, page.total_len), (4096, 8192));
+        let scalar = Layout::plan(DType::U8, &[]).unwrap();
+        assert_eq!(scalar.data_len, 1, "a 0-d array holds one element");
+        assert_eq!(scalar.total_len, 8192);
+        let empty = Layout::plan(DType::F64, &[0, 5]).unwrap();
+        assert_eq!(
+            (empty.data_len, empty.header_offset, empty.total_len),
+            (0, 0, 4096)
+        );
+    }
+
+    #[test]
+    fn a_planned_header_reads_back_as_its_layout() {
+        for (dtype, shape) in [
+            (DType::F64, &[10usize, 3][..]),
+            (DType::U8, &[]),
+            (DType::I16, &[0, 5]),
+            (DType::U64, &[2, 3, 4, 5, 1, 1, 1, 2]),
+        ] {
+            let layout = Layout::plan(dtype, shape).unwrap();
+            let bytes = object(&layout);
+            assert_eq!(read_layout(&bytes[..], bytes.len() as u64, "t").unwrap(), layout);
+            assert_eq!(
+                find_creator(&bytes[..], bytes.len() as u64, "t"),
+                Some(layout.creator)
+            );
+        }
     }
 
     #[test]
@@ -611,88 +730,201 @@ mod tests {
         assert_eq!(data_bytes(&[0, usize::MAX], DType::F64), None);
         assert_eq!(data_bytes(&[0, isize::MAX as usize / 8 + 1], DType::F64), None);
         assert!(matches!(
-            Layout::plan(DType::F32, &[0, usize::MAX], 1, 64),
+            Layout::plan(DType::F32, &[0, usize::MAX]),
             Err(Error::InvalidShape { .. })
         ));
-        let (mut raw, size) = good();
-        raw.shape[0] = 0;
-        raw.shape[1] = u64::MAX;
-        raw.data_len = 0;
+        let (mut header, size) = good();
+        header.shape[0] = 0;
+        header.shape[1] = u64::MAX;
+        header.data_len = 0;
         assert!(matches!(
-            raw.validate(size, "t"),
+            header.validate(size, "t"),
             Err(Error::CorruptHeader { .. })
         ));
     }
 
     #[test]
-    fn plan_rejects_bad_shapes_and_slots() {
+    fn plan_rejects_bad_shapes() {
         assert!(matches!(
-            Layout::plan(DType::F64, &[1; 9], 1, 64),
+            Layout::plan(DType::F64, &[1; 9]),
             Err(Error::InvalidShape { .. })
         ));
         assert!(matches!(
-            Layout::plan(DType::F64, &[usize::MAX, 2], 1, 64),
+            Layout::plan(DType::F64, &[usize::MAX, 2]),
             Err(Error::InvalidShape { .. })
         ));
         assert!(matches!(
-            Layout::plan(DType::F64, &[usize::MAX / 8], 1, 64),
+            Layout::plan(DType::F64, &[usize::MAX / 8]),
             Err(Error::InvalidShape { .. })
         ));
         assert!(matches!(
-            Layout::plan(DType::F64, &[1], 1, 100),
-            Err(Error::InvalidOption { .. })
-        ));
-        assert!(matches!(
-            Layout::plan(DType::F64, &[1], MAX_SLOT_COUNT + 1, 64),
-            Err(Error::InvalidOption { .. })
+            Layout::plan(DType::U8, &[isize::MAX as usize - 100]),
+            Err(Error::InvalidShape { .. })
         ));
     }
 
     #[test]
     fn a_consistent_header_validates() {
-        let (raw, size) = good();
-        let layout = raw.validate(size, "t").unwrap();
+        let (header, size) = good();
+        let layout = header.validate(size, "t").unwrap();
         assert_eq!(layout.shape, vec![10, 3]);
         assert_eq!(layout.dtype, DType::F64);
+        assert_eq!(layout.creator, ProcessId::current());
+    }
+
+    #[test]
+    fn a_huge_page_variant_validates() {
+        // What a later huge-page variant writes: the total rounded up to
+        // 2 MiB, the header still in the last 4 KiB.
+        let (mut header, _) = good();
+        let total = 2u64 << 20;
+        header.page_size = 2 << 20;
+        header.total_len = total;
+        header.header_offset = total - HEADER_PAGE_SIZE as u64;
+        let layout = header.validate(total, "t").unwrap();
         assert_eq!(
-            layout.creator,
-            ProcessId {
-                pid: 1,
-                start_time: 2
-            }
+            (layout.page_size, layout.header_offset),
+            (2 << 20, (2 << 20) - 4096)
         );
     }
 
     #[test]
     fn each_inconsistency_is_a_typed_error() {
         let (base, size) = good();
-        type Forge = Box<dyn Fn(&mut RawFields)>;
+        type Forge = Box<dyn Fn(&mut Header)>;
         let cases: Vec<(&str, Forge)> = vec![
-            ("dtype", Box::new(|r| r.dtype = 99)),
-            ("elem size", Box::new(|r| r.elem_size = 4)),
-            ("ndim", Box::new(|r| r.ndim = 9)),
-            ("shape tail", Box::new(|r| r.shape[5] = 1)),
-            ("shape vs len", Box::new(|r| r.shape[0] = 11)),
-            ("overflow", Box::new(|r| r.shape[0] = u64::MAX)),
-            ("data len", Box::new(|r| r.data_len = 8)),
-            ("misaligned", Box::new(|r| r.data_offset += 8)),
-            ("slots overlap data", Box::new(|r| r.slot_count = 1000)),
-            ("slot size", Box::new(|r| r.slot_size = 65)),
-            ("slots in header", Box::new(|r| r.slots_offset = 64)),
-            ("total", Box::new(|r| r.total_len += 1)),
-            ("endianness", Box::new(|r| r.flags = 0)),
+            ("dtype", Box::new(|h| h.dtype = 99)),
+            ("elem size", Box::new(|h| h.elem_size = 4)),
+            ("ndim", Box::new(|h| h.ndim = 9)),
+            ("shape tail", Box::new(|h| h.shape[5] = 1)),
+            ("shape vs len", Box::new(|h| h.shape[0] = 11)),
+            ("overflow", Box::new(|h| h.shape[0] = u64::MAX)),
+            ("data len", Box::new(|h| h.data_len = 8)),
+            ("data offset", Box::new(|h| h.data_offset = 4096)),
+            ("page size 0", Box::new(|h| h.page_size = 0)),
+            ("page size odd", Box::new(|h| h.page_size = 12288)),
+            ("page size small", Box::new(|h| h.page_size = 2048)),
+            ("page size huge", Box::new(|h| h.page_size = 1 << 31)),
+            ("total", Box::new(|h| h.total_len += 1)),
+            ("total small", Box::new(|h| h.total_len = 0)),
+            ("total overflow", Box::new(|h| h.total_len = u64::MAX)),
+            ("header offset", Box::new(|h| h.header_offset = 0)),
+            (
+                "object larger",
+                Box::new(|h| {
+                    h.total_len -= 4096;
+                    h.header_offset -= 4096;
+                }),
+            ),
+            (
+                "data over header",
+                Box::new(|h| {
+                    h.shape[0] = 1000;
+                    h.data_len = 24000;
+                }),
+            ),
+            ("endianness", Box::new(|h| h.flags = 0)),
         ];
         for (what, mutate) in cases {
-            let mut raw = base;
-            mutate(&mut raw);
-            match raw.validate(size, "t") {
+            let mut header = base;
+            mutate(&mut header);
+            match header.validate(size, "t") {
                 Err(Error::CorruptHeader { .. }) => {}
                 other => panic!("{what}: {other:?}"),
             }
         }
+        let mut claims_more = base;
+        claims_more.total_len += 4096;
+        claims_more.header_offset += 4096;
         assert!(matches!(
-            base.validate(size - 1, "t"),
-            Err(Error::Truncated { .. })
+            claims_more.validate(size, "t"),
+            Err(Error::Truncated {
+                size: 8192,
+                needed: 12288,
+                ..
+            })
         ));
+    }
+
+    #[test]
+    fn objects_without_a_version_2_header_get_typed_errors() {
+        let layout = Layout::plan(DType::F64, &[10, 3]).unwrap();
+        let ready = object(&layout);
+        let read = |bytes: &[u8]| read_layout(bytes, bytes.len() as u64, "t");
+
+        assert!(matches!(read(&[]), Err(Error::Initializing { .. })));
+        assert!(matches!(read(&[0; 8192]), Err(Error::Initializing { .. })));
+        assert!(matches!(read(&[0x41; 8192]), Err(Error::NotShmpar { .. })));
+        assert!(matches!(read(b"abc"), Err(Error::NotShmpar { .. })));
+
+        let mut initializing = ready.clone();
+        initializing[4096 + STATE_OFFSET] = 0;
+        assert!(matches!(read(&initializing), Err(Error::Initializing { .. })));
+        let mut unknown_state = ready.clone();
+        unknown_state[4096 + STATE_OFFSET] = 9;
+        assert!(matches!(read(&unknown_state), Err(Error::CorruptHeader { .. })));
+        let mut future = ready.clone();
+        future[4096 + 8] = 3;
+        assert!(matches!(
+            read(&future),
+            Err(Error::UnsupportedVersion {
+                found: 3,
+                supported: 2,
+                ..
+            })
+        ));
+
+        // Cut inside the header page: the header is still at the last page
+        // boundary, so this is a truncation, not a foreign object.
+        assert!(matches!(
+            read(&ready[..8192 - 100]),
+            Err(Error::Truncated {
+                size: 8092,
+                needed: 8192,
+                ..
+            })
+        ));
+        // Cut below the header page: nothing says it was ever shmpar's.
+        assert!(matches!(read(&ready[..4095]), Err(Error::NotShmpar { .. })));
+        // Grown by a page: the last page is not a header.
+        let mut grown = ready.clone();
+        grown.resize(12288, 0x41);
+        assert!(matches!(read(&grown), Err(Error::NotShmpar { .. })));
+    }
+
+    #[test]
+    fn a_version_1_segment_says_so() {
+        // Version 1: a 512-byte header at offset 0, 64 result slots of 256
+        // bytes, the data from 20480.
+        for data_len in [240usize, 4096] {
+            let mut v1 = vec![0u8; 20480 + data_len];
+            v1[..8].copy_from_slice(&MAGIC);
+            v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+            v1[12..16].copy_from_slice(&STATE_READY.to_le_bytes());
+            v1[136..140].copy_from_slice(&77i32.to_le_bytes());
+            v1[144..152].copy_from_slice(&99u64.to_le_bytes());
+            assert_eq!(
+                find_creator(&v1[..], v1.len() as u64, "old"),
+                Some(ProcessId {
+                    pid: 77,
+                    start_time: 99
+                })
+            );
+            match read_layout(&v1[..], v1.len() as u64, "old") {
+                Err(
+                    e @ Error::UnsupportedVersion {
+                        found: 1,
+                        supported: 2,
+                        ..
+                    },
+                ) => {
+                    assert_eq!(
+                        e.to_string(),
+                        "segment old has layout version 1; this build of shmpar reads version 2"
+                    );
+                }
+                other => panic!("{data_len}: {other:?}"),
+            }
+        }
     }
 }

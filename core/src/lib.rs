@@ -37,13 +37,13 @@ pub mod liveness;
 #[cfg(not(loom))]
 mod name;
 #[cfg(not(loom))]
+pub mod os;
+#[cfg(not(loom))]
 mod scope;
 #[cfg(not(loom))]
 pub mod segment;
 #[cfg(not(loom))]
 pub mod signals;
-#[cfg(not(loom))]
-mod sys;
 
 #[cfg(not(loom))]
 pub use array::SharedArray;

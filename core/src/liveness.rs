@@ -1,6 +1,8 @@
 //! Who created a segment, and whether that process still lives.
 
-use crate::sys;
+use std::io;
+
+use crate::os::{self, ProcStat};
 
 /// A process, identified so that pid reuse cannot fool a liveness check:
 /// its pid *and* its start time.
@@ -16,20 +18,22 @@ pub struct ProcessId {
 impl ProcessId {
     /// The calling process.
     pub fn current() -> ProcessId {
-        let pid = sys::getpid();
         ProcessId {
-            pid,
-            start_time: sys::process_start_time(pid).unwrap_or(0),
+            pid: os::getpid(),
+            start_time: ProcStat::current().map_or(0, |stat| stat.start_time),
         }
     }
 
     /// Whether this process is still running. A process with the same pid
     /// but a different start time is another process, so this says `false`.
     /// A zombie (exited, not yet reaped) counts as alive until it is reaped.
+    /// When `/proc` cannot be read for another reason than "no such
+    /// process", this fails closed: it cannot tell, so it says `true`.
     pub fn is_alive(&self) -> bool {
-        match sys::process_start_time(self.pid) {
-            Some(start) => self.start_time == 0 || start == self.start_time,
-            None => false,
+        match ProcStat::of(self.pid) {
+            Ok(stat) => self.start_time == 0 || stat.start_time == self.start_time,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(_) => true,
         }
     }
 }
@@ -53,5 +57,10 @@ mod tests {
             start_time: 1,
         };
         assert!(!gone.is_alive());
+        let nonsense = ProcessId {
+            pid: -5,
+            start_time: 1,
+        };
+        assert!(!nonsense.is_alive());
     }
 }

@@ -3,7 +3,7 @@
 use std::ffi::CString;
 
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::os;
 
 /// Prefix of every default name, so `ls /dev/shm` shows whose segments they are.
 pub const DEFAULT_PREFIX: &str = "shmpar_";
@@ -46,7 +46,7 @@ pub(crate) fn validate(name: &str) -> Result<String> {
 /// bytes, so `/name` fits the 31 bytes macOS allows.
 pub(crate) fn random() -> Result<String> {
     let mut bytes = [0u8; RANDOM_LEN];
-    sys::random_bytes(&mut bytes).map_err(|source| Error::Io {
+    os::random_bytes(&mut bytes).map_err(|source| Error::Io {
         op: "getrandom",
         name: "a new segment name".into(),
         source,

@@ -4,9 +4,9 @@
 
 use std::sync::Mutex;
 
-use ndarray::{ArrayBase, Data, Dimension, IntoDimension};
 use crate::segment::{self, Location};
 use crate::{Element, SegmentOptions, SharedArray};
+use ndarray::{ArrayBase, Data, Dimension, IntoDimension};
 
 use crate::error::Result;
 

@@ -12,16 +12,11 @@
 
 use std::sync::Once;
 
-const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+use crate::os::{self, CLEANUP_SIGNALS, Signal};
 
-extern "C" fn on_signal(signal: libc::c_int) {
+extern "C" fn on_signal(signal: Signal) {
     crate::cleanup::unlink_registered();
-    // SAFETY: signal() and raise() are async-signal-safe; restoring the
-    // default action and re-raising ends the process as the signal would.
-    unsafe {
-        libc::signal(signal, libc::SIG_DFL);
-        libc::raise(signal);
-    }
+    os::reraise_default(signal);
 }
 
 /// Installs the cleanup handler for SIGINT, SIGTERM and SIGHUP where their
@@ -29,22 +24,8 @@ extern "C" fn on_signal(signal: libc::c_int) {
 pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for signal in SIGNALS {
-            // SAFETY: we read the current action into a zeroed sigaction and
-            // install a handler that only makes async-signal-safe calls.
-            unsafe {
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(signal, std::ptr::null(), &mut old) != 0
-                    || old.sa_sigaction != libc::SIG_DFL
-                {
-                    continue;
-                }
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-                libc::sigemptyset(&mut action.sa_mask);
-                action.sa_flags = libc::SA_RESTART;
-                libc::sigaction(signal, &action, std::ptr::null_mut());
-            }
+        for signal in CLEANUP_SIGNALS {
+            os::install_if_default(signal, on_signal);
         }
     });
 }
@@ -55,16 +36,8 @@ pub fn install() {
 /// coordinator). Async-signal-safe.
 pub fn reset_in_child() {
     crate::cleanup::forget_registered();
-    let ours = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    for signal in SIGNALS {
-        // SAFETY: sigaction() and signal() are async-signal-safe; `old` is a
-        // valid out-pointer.
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signal, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == ours {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
+    for signal in CLEANUP_SIGNALS {
+        os::reset_if(signal, on_signal);
     }
 }
 

@@ -1,0 +1,542 @@
+//! Every system call of `shmpar-core` but the futex (which lives in
+//! `sync/futex.rs` beside its loom emulation), as memmap2 keeps its own in
+//! `mod os`: shared-memory objects, files, mappings, space reservation,
+//! randomness, signals and process facts.
+//!
+//! Three helpers are public, so that the CLI, the runtime and the benches
+//! do not each parse `/proc` or call `statvfs` again:
+//!
+//! - [`free_bytes`]: bytes an unprivileged writer may still use on a file
+//!   system (`statvfs`);
+//! - [`ProcStat`]: the fields of `/proc/PID/stat` shmpar needs, parsed once;
+//! - [`thread_count`]: how many threads this process runs, or `None` when
+//!   that cannot be read (a caller must then assume "not safe to fork").
+//!
+//! Everything else here is crate-private and returns `io::Error`; callers
+//! turn it into typed [`Error`](crate::Error)s that name the segment.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::ptr::NonNull;
+
+/// Permission bits of every segment and file we create: owner only.
+const MODE: libc::mode_t = 0o600;
+
+/// Bytes available to an unprivileged writer on the file system that holds
+/// `path` (`statvfs`: free blocks for non-root times the fragment size).
+///
+/// # Errors
+/// The OS error of `statvfs` (`ENOENT` for a missing path, ...), or
+/// `EINVAL` for a path with a NUL byte inside.
+///
+/// # Examples
+/// ```
+/// let free = shmpar_core::os::free_bytes(std::path::Path::new("/tmp"))?;
+/// println!("{free} bytes free in /tmp");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is NUL-terminated and `st` is valid for writes of one `statvfs`.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs succeeded, so it initialized `st`.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// The fields of `/proc/PID/stat` that shmpar uses, parsed once.
+///
+/// Field numbers are those of `proc(5)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcStat {
+    /// Minor page faults so far (field 10).
+    pub minor_faults: u64,
+    /// Major page faults so far (field 12).
+    pub major_faults: u64,
+    /// Threads in the process (field 20).
+    pub threads: u64,
+    /// Start time in clock ticks since boot (field 22): with the pid, it
+    /// tells a process from a later one that reused its pid.
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// Parses one `/proc/PID/stat` line.
+    ///
+    /// The command name (field 2) is in parentheses and may itself hold
+    /// spaces and parentheses, so fields are counted from the *last* `)`.
+    /// Returns `None` for a line that is cut short or not numeric where
+    /// numbers belong.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmpar_core::os::ProcStat;
+    /// let line = "42 (a) b) S 1 42 42 0 -1 4194560 130 0 2 0 5 1 0 0 20 0 3 0 98765 0 0";
+    /// let stat = ProcStat::parse(line).unwrap();
+    /// assert_eq!((stat.minor_faults, stat.major_faults), (130, 2));
+    /// assert_eq!((stat.threads, stat.start_time), (3, 98765));
+    /// ```
+    pub fn parse(line: &str) -> Option<ProcStat> {
+        let rest = &line[line.rfind(')')? + 1..];
+        // After the `)` come fields 3, 4, ...: field N is at index N - 3.
+        let fields: Vec<&str> = rest.split_ascii_whitespace().take(20).collect();
+        let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+        Some(ProcStat {
+            minor_faults: field(10)?,
+            major_faults: field(12)?,
+            threads: field(20)?,
+            start_time: field(22)?,
+        })
+    }
+
+    /// Reads and parses `/proc/PID/stat`.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] when no process `pid` exists (or `pid` is
+    /// not positive); [`io::ErrorKind::InvalidData`] when the line does not
+    /// parse; any other error when `/proc` cannot be read, in which case the
+    /// caller cannot tell whether the process lives and must assume it does.
+    pub fn of(pid: i32) -> io::Result<ProcStat> {
+        if pid <= 0 {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        Self::read(&format!("/proc/{pid}/stat"))
+    }
+
+    /// Reads and parses `/proc/self/stat`, the calling process's line.
+    ///
+    /// # Errors
+    /// As [`of`](Self::of).
+    pub fn current() -> io::Result<ProcStat> {
+        Self::read("/proc/self/stat")
+    }
+
+    fn read(path: &str) -> io::Result<ProcStat> {
+        let line = std::fs::read_to_string(path)?;
+        Self::parse(&line).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path} does not parse: {line:?}"),
+            )
+        })
+    }
+}
+
+/// How many threads the calling process runs, from `/proc/self/stat`;
+/// `None` when that cannot be read. A caller deciding whether `fork` is
+/// safe must treat `None` as "not safe": only a single-threaded process may
+/// fork and then run arbitrary code in the child.
+pub fn thread_count() -> Option<usize> {
+    ProcStat::current()
+        .ok()
+        .and_then(|stat| usize::try_from(stat.threads).ok())
+        .filter(|&n| n > 0)
+}
+
+/// Opens `path` read-only without following a symbolic link in its last
+/// component and without blocking (a FIFO planted in `/dev/shm` must not
+/// hang `shmpar ls`).
+pub(crate) fn open_readonly(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Creates a new shared-memory object; fails with `EEXIST` if the name exists.
+pub(crate) fn shm_create(name: &CStr) -> io::Result<File> {
+    // SAFETY: `name` is a valid NUL-terminated string; the returned fd, if
+    // any, is fresh and owned by nobody else.
+    let fd = unsafe {
+        libc::shm_open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            MODE,
+        )
+    };
+    owned_fd(fd).map(File::from)
+}
+
+/// Opens an existing shared-memory object for reading and writing, without
+/// blocking (glibc adds `O_NOFOLLOW` itself).
+pub(crate) fn shm_open_existing(name: &CStr) -> io::Result<File> {
+    // SAFETY: as in `shm_create`.
+    let fd = unsafe {
+        libc::shm_open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            0,
+        )
+    };
+    owned_fd(fd).map(File::from)
+}
+
+/// Removes a shared-memory object's name.
+pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is a valid NUL-terminated string.
+    if unsafe { libc::shm_unlink(name.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `shm_unlink` for a signal handler: async-signal-safe, no allocation,
+/// errors ignored.
+///
+/// # Safety
+/// - `name` must point to a NUL-terminated string that stays valid and
+///   unchanged for the duration of the call.
+pub(crate) unsafe fn shm_unlink_raw(name: *const u8) {
+    // SAFETY: the caller guarantees a valid NUL-terminated string.
+    unsafe { libc::shm_unlink(name.cast::<libc::c_char>()) };
+}
+
+fn owned_fd(fd: libc::c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by a successful open call, so it is a
+    // valid descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates a new file at `path`; fails with `EEXIST` if it exists.
+pub(crate) fn file_create(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(MODE)
+        .open(path)
+}
+
+/// Opens an existing file for reading and writing, without blocking (so a
+/// FIFO given as a segment's path is refused by the `stat` check, not waited on).
+pub(crate) fn file_open(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Reserves `len` bytes of backing store, so later page faults cannot fail
+/// with SIGBUS for lack of space.
+pub(crate) fn reserve(fd: &impl AsRawFd, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    loop {
+        // SAFETY: plain system call on a descriptor we own.
+        let rc = unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) };
+        match rc {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            errno => return Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
+
+/// Whether a failed reservation means "the file system is full".
+pub(crate) fn is_out_of_space(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOSPC | libc::ENOMEM | libc::EDQUOT | libc::EFBIG)
+    )
+}
+
+/// What `fstat` says about an open object.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ObjectStat {
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// (device, inode): two descriptors with the same identity are one object.
+    pub(crate) identity: (u64, u64),
+    /// Whether it is a regular file (every shm object is).
+    pub(crate) regular: bool,
+}
+
+/// `fstat` of `fd`.
+pub(crate) fn stat(fd: &impl AsRawFd) -> io::Result<ObjectStat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writes of one `stat`.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it initialized `st`.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    Ok(ObjectStat {
+        size: st.st_size as u64,
+        identity: (st.st_dev as u64, st.st_ino as u64),
+        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+    })
+}
+
+/// A shared, read-write mapping of a whole object, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a `Mapping` is an address range; sending it to another thread
+// moves no thread-bound state. Accesses to its bytes are governed by the
+// types built on top of it.
+unsafe impl Send for Mapping {}
+// SAFETY: `&Mapping` only hands out the base pointer and length; every read
+// or write through them is the business of the types built on top.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` from offset 0, shared and read-write.
+    pub(crate) fn map(fd: &impl AsRawFd, len: usize) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: we ask the kernel for a fresh mapping anywhere; no existing
+        // memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Populates the page tables of `[offset, offset + len)` for writing, so
+    /// the first touch of each page costs no fault. Best effort: kernels
+    /// older than 5.14 lack `MADV_POPULATE_WRITE` and this returns their error.
+    pub(crate) fn populate(&self, offset: usize, len: usize) -> io::Result<()> {
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        let page = page_size();
+        let start = offset / page * page;
+        let end = offset.saturating_add(len).min(self.len);
+        if end <= start {
+            return Ok(());
+        }
+        // SAFETY: `[start, end)` lies inside our mapping and `start` is page
+        // aligned; populating changes no contents.
+        let rc = unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().add(start).cast(),
+                end - start,
+                MADV_POPULATE_WRITE,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping we created and still own;
+        // every borrow of it is tied to a borrow of this `Mapping`, so none
+        // outlives it.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// The system page size.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size)
+        .ok()
+        .filter(|s| s.is_power_of_two())
+        .unwrap_or(4096)
+}
+
+/// Fills `buf` from the kernel's random source.
+pub(crate) fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled rest of `buf`.
+        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// The calling process's id. Async-signal-safe.
+pub(crate) fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// A signal number.
+pub(crate) type Signal = libc::c_int;
+
+/// The signals on which a process that created segments removes them.
+pub(crate) const CLEANUP_SIGNALS: [Signal; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// A signal handler as the kernel calls it.
+pub(crate) type Handler = extern "C" fn(Signal);
+
+fn handler_address(handler: Handler) -> libc::sighandler_t {
+    handler as libc::sighandler_t
+}
+
+/// The current disposition of `signal`, or `None` if it cannot be read.
+fn disposition(signal: Signal) -> Option<libc::sighandler_t> {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`,
+    // which is valid for writes of one `sigaction`. Async-signal-safe.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), old.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: sigaction succeeded, so it initialized `old` (and zeroed
+    // bytes are a valid `sigaction` anyway).
+    Some(unsafe { old.assume_init() }.sa_sigaction)
+}
+
+/// Installs `handler` for `signal` if its disposition is still the default;
+/// returns whether it did.
+pub(crate) fn install_if_default(signal: Signal, handler: Handler) -> bool {
+    if disposition(signal) != Some(libc::SIG_DFL) {
+        return false;
+    }
+    let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: `action` is a zeroed (valid) sigaction we own; we fill its
+    // handler, mask and flags, then install it. The handler only makes
+    // async-signal-safe calls (its caller's contract).
+    unsafe {
+        let action = action.as_mut_ptr();
+        (*action).sa_sigaction = handler_address(handler);
+        libc::sigemptyset(&raw mut (*action).sa_mask);
+        (*action).sa_flags = libc::SA_RESTART;
+        libc::sigaction(signal, action, std::ptr::null_mut()) == 0
+    }
+}
+
+/// Restores the default disposition of `signal` where it is `handler`.
+/// Async-signal-safe.
+pub(crate) fn reset_if(signal: Signal, handler: Handler) {
+    if disposition(signal) == Some(handler_address(handler)) {
+        // SAFETY: signal() is async-signal-safe and takes no memory.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+}
+
+/// Restores the default disposition of `signal` and raises it, so the
+/// process ends as the signal would have ended it. Async-signal-safe.
+pub(crate) fn reraise_default(signal: Signal) {
+    // SAFETY: signal() and raise() are async-signal-safe and take no memory.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_parse_whatever_the_command_name_holds() {
+        // Fields 3.. after the name: state, ppid, pgrp, session, tty,
+        // tpgid, flags, minflt (10), cminflt, majflt (12), cmajflt, utime,
+        // stime, cutime, cutime, priority, nice, num_threads (20),
+        // itrealvalue, starttime (22), vsize.
+        let tail = "S 1 2 3 4 5 6 700 8 900 10 11 12 13 14 15 16 4 18 987654 20 21";
+        for comm in ["a", "a b", "a) b", "(x) (y)", ") S 9 9 9", ""] {
+            let line = format!("1234 ({comm}) {tail}");
+            let stat = ProcStat::parse(&line).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(
+                stat,
+                ProcStat {
+                    minor_faults: 700,
+                    major_faults: 900,
+                    threads: 4,
+                    start_time: 987654,
+                },
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_stat_lines_are_refused() {
+        assert_eq!(ProcStat::parse("garbage"), None);
+        assert_eq!(ProcStat::parse("1 (x) S 1 2"), None);
+        assert_eq!(ProcStat::parse(""), None);
+        let not_numeric = "1 (x) S 1 2 3 4 5 6 a 8 9 10 11 12 13 14 15 16 4 18 987654";
+        assert_eq!(ProcStat::parse(not_numeric), None);
+    }
+
+    #[test]
+    fn own_stat_is_known_and_the_start_time_stable() {
+        let me = ProcStat::of(getpid()).expect("own stat");
+        assert_eq!(ProcStat::current().unwrap().start_time, me.start_time);
+        assert!(me.threads >= 1);
+        assert_eq!(ProcStat::of(-1).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            ProcStat::of(i32::MAX).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn thread_count_counts_a_new_thread() {
+        let before = thread_count().expect("/proc is readable here");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            ready_tx.send(()).unwrap();
+            rx.recv().ok();
+        });
+        ready_rx.recv().unwrap();
+        // Other tests start and end threads too, so only a lower bound holds.
+        assert!(before >= 1);
+        assert!(thread_count().unwrap() >= 2);
+        tx.send(()).unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn free_bytes_of_a_real_and_a_missing_directory() {
+        assert!(free_bytes(Path::new("/dev/shm")).is_ok());
+        assert!(free_bytes(Path::new("/no/such/dir")).is_err());
+        assert!(free_bytes(Path::new("a\0b")).is_err());
+    }
+}

@@ -1,0 +1,703 @@
+//! Segments: an array's data from byte 0 and a header page at the end, in
+//! a named shared-memory object or a memory-mapped file, with a lifecycle
+//! that cleans up after itself. The byte layout is in [`crate::header`].
+
+mod registry;
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::cleanup;
+use crate::element::DType;
+use crate::error::{Error, Result};
+use crate::header::{self, BARRIER_OFFSET, FLAGS_OFFSET, Header, LOCK_OFFSET, Layout, STATE_OFFSET};
+use crate::liveness::ProcessId;
+use crate::name;
+use crate::os::{self, Mapping};
+use crate::sync::{Barrier, BarrierState, LockState, ShmLock};
+use registry::Registration;
+
+/// Where a segment lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// A POSIX shared-memory object, `/dev/shm/NAME` on Linux. The name is
+    /// kept without its leading `/`.
+    Shm(String),
+    /// A memory-mapped file, for arrays that must persist or outgrow `/dev/shm`.
+    File(PathBuf),
+}
+
+impl Location {
+    /// A shared-memory location, its name validated.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for an empty name, one with `/` or NUL inside,
+    /// `.` or `..`, or one longer than 255 bytes.
+    pub fn shm(name: &str) -> Result<Location> {
+        name::validate(name).map(Location::Shm)
+    }
+
+    /// The name (without `/`) or the path, as text for messages.
+    pub fn display_name(&self) -> String {
+        match self {
+            Location::Shm(name) => name.clone(),
+            Location::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// The directory whose file system holds the segment.
+    fn filesystem(&self) -> PathBuf {
+        match self {
+            Location::Shm(_) => PathBuf::from("/dev/shm"),
+            Location::File(path) => match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+        }
+    }
+
+    /// The object's path, for reading it without `shm_open`.
+    fn path(&self) -> Result<PathBuf> {
+        match self {
+            Location::Shm(bare) => Ok(PathBuf::from("/dev/shm").join(name::validate(bare)?)),
+            Location::File(path) => Ok(path.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display_name())
+    }
+}
+
+/// How to create a segment: where, and whether it outlives its creator.
+#[derive(Clone, Debug, Default)]
+pub struct SegmentOptions {
+    location: Option<Location>,
+    name_error: Option<BadName>,
+    persist: bool,
+}
+
+/// A deferred name error (the builder methods do not return `Result`).
+#[derive(Clone, Debug)]
+struct BadName {
+    name: String,
+    reason: &'static str,
+}
+
+impl SegmentOptions {
+    /// Defaults: an unguessable shared-memory name, unlinked when the
+    /// creating handle drops.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Use this shared-memory name instead of a random one. An invalid name
+    /// is reported by the create call.
+    pub fn name(mut self, name: &str) -> Self {
+        match name::validate(name) {
+            Ok(bare) => {
+                self.location = Some(Location::Shm(bare));
+                self.name_error = None;
+            }
+            Err(Error::InvalidName { name, reason }) => self.name_error = Some(BadName { name, reason }),
+            Err(_) => unreachable!("validate only returns InvalidName"),
+        }
+        self
+    }
+
+    /// Back the segment with a memory-mapped file at `path` (created; it must
+    /// not exist) instead of shared memory.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.location = Some(Location::File(path.into()));
+        self.name_error = None;
+        self
+    }
+
+    /// Keep the segment when the creating handle drops (default: unlink it).
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.persist = persist;
+        self
+    }
+
+    /// Ignored: layout version 2 has no result slots. Kept only until the
+    /// runtime stops calling it.
+    #[doc(hidden)]
+    pub fn slots(self, _count: u32, _size: u32) -> Self {
+        self
+    }
+}
+
+/// A mapped segment: the array's data, then the header page with the
+/// barrier and the lock.
+///
+/// The creating handle removes the segment's name when it drops, unless
+/// told to [`persist`](SegmentOptions::persist), and only in the process
+/// that created it (a forked child's copy never does); handles that
+/// attached only unmap. The mapping stays valid in every process that has
+/// it until that process drops its handle, even after the name is removed.
+///
+/// # Safety
+/// One process holds at most one handle per segment: [`create`](Self::create)
+/// and every `open*` record the object's (device, inode) in a process-wide
+/// registry, and opening an object this process already has open fails
+/// with [`Error::AlreadyOpen`]. So within a process the borrow checker sees
+/// every view of the segment's bytes, and `&`/`&mut` mean what they say.
+/// [`open_unchecked`](Self::open_unchecked) skips the registry; its caller
+/// takes over that guarantee.
+///
+/// # Concurrency
+/// Other processes may read and write the same bytes at the same time: the
+/// type system of one process cannot see them. shmpar's runtime never lets
+/// another process touch bytes that a `&mut` view covers: each worker gets
+/// disjoint rows, and phases are separated by the in-segment barrier
+/// (release/acquire), so every access is race free. Code that writes shared
+/// bytes from another process outside such a protocol makes a data race
+/// that no type can rule out; that is why raw access is `unsafe`
+/// ([`SharedArray::view_mut_unchecked`](crate::SharedArray::view_mut_unchecked),
+/// [`open_unchecked`](Self::open_unchecked)). Such a race gives torn
+/// values, never invalid ones: every [`Element`](crate::Element) is valid
+/// for every bit pattern, and the header is validated once, on a copy.
+pub struct Segment {
+    mapping: Mapping,
+    location: Location,
+    layout: Layout,
+    /// (device, inode) of the object, so drop never removes a namesake
+    /// created by someone else after ours was unlinked.
+    identity: (u64, u64),
+    unlink_on_drop: bool,
+    /// The process that created the segment (0 for an attached handle):
+    /// only there does drop remove the name.
+    owner_pid: i32,
+    /// Our slot in the signal-cleanup registry, while we own the name.
+    cleanup_slot: Option<usize>,
+    /// Our entry in the one-handle-per-process registry (`None` for
+    /// [`Segment::open_unchecked`]).
+    _registration: Option<Registration>,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("location", &self.location)
+            .field("layout", &self.layout)
+            .field("unlink_on_drop", &self.unlink_on_drop)
+            .finish()
+    }
+}
+
+/// Removes a half-created object's name unless disarmed: whatever fails
+/// during creation leaves nothing behind.
+struct CreationGuard {
+    location: Location,
+    armed: bool,
+}
+
+impl Drop for CreationGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = remove_name(&self.location);
+        }
+    }
+}
+
+fn remove_name(location: &Location) -> io::Result<()> {
+    match location {
+        Location::Shm(bare) => os::shm_unlink(&name::to_c(bare)),
+        Location::File(path) => std::fs::remove_file(path),
+    }
+}
+
+fn open_error(location: &Location, op: &'static str, source: io::Error) -> Error {
+    let name = location.display_name();
+    match source.kind() {
+        io::ErrorKind::NotFound => Error::NotFound { name },
+        io::ErrorKind::AlreadyExists => Error::AlreadyExists { name },
+        io::ErrorKind::PermissionDenied => Error::PermissionDenied { name, source },
+        _ => Error::Io { op, name, source },
+    }
+}
+
+/// `fstat` of an opened object; anything but a regular file is not a segment.
+fn stat_object(file: &File, location: &Location) -> Result<os::ObjectStat> {
+    let stat = os::stat(file).map_err(|e| open_error(location, "fstat", e))?;
+    if !stat.regular {
+        return Err(Error::NotShmpar {
+            name: location.display_name(),
+        });
+    }
+    Ok(stat)
+}
+
+fn register(identity: (u64, u64), location: &Location) -> Result<Registration> {
+    registry::register(identity).ok_or_else(|| Error::AlreadyOpen {
+        name: location.display_name(),
+    })
+}
+
+impl Segment {
+    /// Creates a segment for an array of `dtype` and `shape`, zero-filled,
+    /// and marks it ready.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the name is taken, [`Error::InvalidName`]
+    /// or [`Error::InvalidShape`] for bad arguments, [`Error::NoSpace`] when
+    /// the file system cannot hold it. Nothing is left behind on error.
+    pub fn create(options: &SegmentOptions, dtype: DType, shape: &[usize]) -> Result<Segment> {
+        Self::create_with(options, dtype, shape, |_| Ok(()))
+    }
+
+    /// Like [`create`](Self::create), but runs `fill` on the data bytes
+    /// before the segment is marked ready, so no attacher sees them
+    /// half-written.
+    pub(crate) fn create_with(
+        options: &SegmentOptions,
+        dtype: DType,
+        shape: &[usize],
+        fill: impl FnOnce(&mut [u8]) -> Result<()>,
+    ) -> Result<Segment> {
+        if let Some(e) = &options.name_error {
+            return Err(Error::InvalidName {
+                name: e.name.clone(),
+                reason: e.reason,
+            });
+        }
+        let mut layout = Layout::plan(dtype, shape)?;
+        layout.persistent = options.persist;
+        let location = match &options.location {
+            Some(location) => location.clone(),
+            None => Location::Shm(name::random()?),
+        };
+        let file = match &location {
+            Location::Shm(bare) => os::shm_create(&name::to_c(bare)),
+            Location::File(path) => os::file_create(path),
+        }
+        .map_err(|e| open_error(&location, "create", e))?;
+        let mut guard = CreationGuard {
+            location: location.clone(),
+            armed: true,
+        };
+        os::reserve(&file, layout.total_len as u64).map_err(|source| {
+            if os::is_out_of_space(&source) {
+                let fs = location.filesystem();
+                Error::NoSpace {
+                    name: location.display_name(),
+                    requested: layout.total_len as u64,
+                    available: os::free_bytes(&fs).unwrap_or(0),
+                    where_: fs.display().to_string(),
+                    source,
+                }
+            } else {
+                Error::Io {
+                    op: "reserve space",
+                    name: location.display_name(),
+                    source,
+                }
+            }
+        })?;
+        let identity = stat_object(&file, &location)?.identity;
+        // A fresh object cannot have another handle here; this records ours.
+        let registration = register(identity, &location)?;
+        let mapping = Mapping::map(&file, layout.total_len).map_err(|e| open_error(&location, "mmap", e))?;
+        drop(file);
+        let header = mapping.ptr().wrapping_add(layout.header_offset);
+        // SAFETY:
+        // - the header page lies inside the mapping (`header_offset +
+        //   HEADER_PAGE_SIZE == total_len`, the mapping's length) and is page
+        //   aligned, so aligned for `Header`;
+        // - nobody else uses the object yet: its state word stays
+        //   INITIALIZING (the reservation zero-filled it) until the release
+        //   store below.
+        unsafe { header.cast::<Header>().write(layout.header()) };
+        {
+            // SAFETY: the data range `0..data_len` lies inside the mapping
+            // (planned by `Layout::plan`, before the header page), and no
+            // other reference to it exists yet.
+            let data = unsafe { std::slice::from_raw_parts_mut(mapping.ptr(), layout.data_len) };
+            fill(data)?;
+        }
+        let mut segment = Segment {
+            mapping,
+            unlink_on_drop: false,
+            owner_pid: os::getpid(),
+            cleanup_slot: None,
+            identity,
+            location,
+            layout,
+            _registration: Some(registration),
+        };
+        // Release publishes every write above to an attacher that loads the
+        // state with acquire ordering.
+        segment.state_word().store(header::STATE_READY, Ordering::Release);
+        guard.armed = false;
+        drop(guard);
+        segment.unlink_on_drop = !options.persist;
+        segment.cleanup_slot = match &segment.location {
+            Location::Shm(bare) if !options.persist => cleanup::register(bare),
+            _ => None,
+        };
+        Ok(segment)
+    }
+
+    /// Attaches to the shared-memory segment `name` and validates its header.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyOpen`] if this process already has a handle of the
+    /// segment (pass a reference to that one instead); [`Error::NotFound`],
+    /// [`Error::PermissionDenied`], [`Error::InvalidName`]; and every header
+    /// error: [`Error::NotShmpar`], [`Error::UnsupportedVersion`],
+    /// [`Error::Initializing`], [`Error::Truncated`], [`Error::CorruptHeader`].
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), shmpar_core::Error> {
+    /// use shmpar_core::{DType, Error, Segment, SegmentOptions};
+    /// let options = SegmentOptions::new().persist(true);
+    /// let name = Segment::create(&options, DType::F64, &[10, 3])?.name();
+    /// // The creating handle is gone (and kept the name): attach again.
+    /// let mut segment = Segment::open(&name)?;
+    /// assert_eq!(segment.shape(), &[10, 3]);
+    /// // One handle per segment per process.
+    /// assert!(matches!(Segment::open(&name), Err(Error::AlreadyOpen { .. })));
+    /// segment.unlink()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn open(name: &str) -> Result<Segment> {
+        Self::open_location(&Location::shm(name)?)
+    }
+
+    /// Attaches to the file-backed segment at `path`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_file(path: impl AsRef<Path>) -> Result<Segment> {
+        Self::open_location(&Location::File(path.as_ref().to_path_buf()))
+    }
+
+    /// Attaches to the segment at `location`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_location(location: &Location) -> Result<Segment> {
+        Self::attach(location, true)
+    }
+
+    /// Attaches to the segment at `location` without recording the handle
+    /// in the one-handle-per-process registry and without checking for
+    /// another handle of it: for code that hands out disjoint parts of one
+    /// segment itself, as the runtime's workers do (each takes its own rows
+    /// of an array its parent process may also hold a handle of).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), except [`Error::AlreadyOpen`].
+    ///
+    /// # Safety
+    /// - While the returned handle lives, no `&mut` view (or `&mut` slice)
+    ///   made through it may coexist with any other view of the same bytes
+    ///   made through another handle of the segment in this process, and
+    ///   no `&mut` view made through another handle may coexist with a view
+    ///   of the same bytes made through this one.
+    /// - Views of *disjoint* bytes through different handles are fine, as
+    ///   are shared (`&`) views of the same bytes through several handles.
+    pub unsafe fn open_unchecked(location: &Location) -> Result<Segment> {
+        Self::attach(location, false)
+    }
+
+    fn attach(location: &Location, checked: bool) -> Result<Segment> {
+        let name = location.display_name();
+        let file = match location {
+            Location::Shm(bare) => os::shm_open_existing(&name::to_c(&name::validate(bare)?)),
+            Location::File(path) => os::file_open(path),
+        }
+        .map_err(|e| open_error(location, "open", e))?;
+        let stat = stat_object(&file, location)?;
+        let registration = if checked {
+            Some(register(stat.identity, location)?)
+        } else {
+            None
+        };
+        // Validated on a copy read with `pread`, before anything is mapped.
+        let layout = header::read_layout(&file, stat.size, &name)?;
+        let mapping = Mapping::map(&file, layout.total_len).map_err(|e| open_error(location, "mmap", e))?;
+        drop(file);
+        let segment = Segment {
+            mapping,
+            location: location.clone(),
+            layout,
+            identity: stat.identity,
+            unlink_on_drop: false,
+            owner_pid: 0,
+            cleanup_slot: None,
+            _registration: registration,
+        };
+        // Acquire pairs with the creator's release store of READY, so the
+        // data it wrote before publishing is visible through this mapping.
+        // The copy said READY; only a rewritten object says otherwise now.
+        if segment.state_word().load(Ordering::Acquire) != header::STATE_READY {
+            return Err(Error::CorruptHeader {
+                name,
+                reason: "the state word changed while attaching".into(),
+            });
+        }
+        Ok(segment)
+    }
+
+    /// Where the segment lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The segment's name (shared memory) or path (file), as text.
+    pub fn name(&self) -> String {
+        self.location.display_name()
+    }
+
+    /// The validated layout read from (or written to) the header.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.layout.dtype
+    }
+
+    /// The array's shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.layout.shape
+    }
+
+    /// Who created the segment.
+    pub fn creator(&self) -> ProcessId {
+        self.layout.creator
+    }
+
+    /// The (device, inode) pair of the object behind the segment: two
+    /// handles with the same identity map the same memory, and a segment
+    /// unlinked and recreated under the same name gets a new identity.
+    pub fn identity(&self) -> (u64, u64) {
+        self.identity
+    }
+
+    /// Whether dropping this handle removes the segment's name.
+    pub fn unlinks_on_drop(&self) -> bool {
+        self.unlink_on_drop
+    }
+
+    /// Keep the segment's name when this handle drops.
+    pub fn persist(&mut self) {
+        self.unlink_on_drop = false;
+        self.forget_cleanup();
+        self.flags_word()
+            .fetch_or(header::FLAG_PERSISTENT, Ordering::Relaxed);
+        self.layout.persistent = true;
+    }
+
+    fn forget_cleanup(&mut self) {
+        if let Some(index) = self.cleanup_slot.take() {
+            cleanup::unregister(index);
+        }
+    }
+
+    /// Removes the segment's name now. Mappings, this one included, stay
+    /// valid; new attaches fail with [`Error::NotFound`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the name is already gone, [`Error::Io`] otherwise.
+    pub fn unlink(&mut self) -> Result<()> {
+        self.unlink_on_drop = false;
+        let result = remove_name(&self.location).map_err(|e| open_error(&self.location, "unlink", e));
+        self.forget_cleanup();
+        result
+    }
+
+    /// Base of the data: `layout().data_len` bytes at offset 0 of the
+    /// mapping, page aligned.
+    pub fn data_ptr(&self) -> *mut u8 {
+        self.mapping.ptr()
+    }
+
+    /// Populates the page tables for the data, so the first pass over it
+    /// does not pay a page fault per 4 KiB page. Best effort: on kernels
+    /// without `MADV_POPULATE_WRITE` it returns the error and changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the kernel refuses.
+    pub fn prefault(&self) -> Result<()> {
+        self.prefault_range(0, self.layout.data_len)
+    }
+
+    /// Like [`prefault`](Self::prefault), for `len` bytes of the data from
+    /// byte `offset` (clamped to the data).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the kernel refuses.
+    pub fn prefault_range(&self, offset: usize, len: usize) -> Result<()> {
+        let offset = offset.min(self.layout.data_len);
+        let len = len.min(self.layout.data_len - offset);
+        self.mapping.populate(offset, len).map_err(|source| Error::Io {
+            op: "madvise(MADV_POPULATE_WRITE)",
+            name: self.name(),
+            source,
+        })
+    }
+
+    /// The header page inside the mapping.
+    fn header_page(&self) -> *mut u8 {
+        debug_assert!(self.layout.header_offset + header::HEADER_PAGE_SIZE <= self.mapping.len());
+        // The layout was validated against the mapping's size, so the
+        // header page lies inside it; wrapping_add keeps this safe code.
+        self.mapping.ptr().wrapping_add(self.layout.header_offset)
+    }
+
+    fn header_word(&self, offset: usize) -> &AtomicU32 {
+        let word = self.header_page().wrapping_add(offset).cast::<u32>();
+        // SAFETY:
+        // - `word` is a 4-byte aligned word inside the header page (the
+        //   page is page aligned; STATE_OFFSET and FLAGS_OFFSET are
+        //   multiples of 4), inside the mapping, which lives as long as
+        //   `self`;
+        // - this word is only ever accessed atomically once the segment is
+        //   published (the creator's plain write happens before its release
+        //   store, in this same handle).
+        unsafe { AtomicU32::from_ptr(word) }
+    }
+
+    fn state_word(&self) -> &AtomicU32 {
+        self.header_word(STATE_OFFSET)
+    }
+
+    fn flags_word(&self) -> &AtomicU32 {
+        self.header_word(FLAGS_OFFSET)
+    }
+
+    /// The barrier in this segment.
+    pub fn barrier(&self) -> Barrier<'_> {
+        let state = self
+            .header_page()
+            .wrapping_add(BARRIER_OFFSET)
+            .cast::<BarrierState>();
+        // SAFETY: the barrier's 64-byte aligned line lies inside the header
+        // page of the mapping, which lives as long as the borrow of `self`;
+        // it is made only of atomics, zero-valid, and never written
+        // non-atomically after creation.
+        Barrier::new(unsafe { &*state })
+    }
+
+    /// The process-shared lock in this segment.
+    pub fn lock(&self) -> ShmLock<'_> {
+        let state = self.header_page().wrapping_add(LOCK_OFFSET).cast::<LockState>();
+        // SAFETY: as in `barrier`, for the lock's line.
+        ShmLock::new(unsafe { &*state })
+    }
+
+    /// Always 0: layout version 2 has no result slots. Kept only until the
+    /// runtime stops calling it.
+    #[doc(hidden)]
+    pub fn slot_count(&self) -> usize {
+        0
+    }
+
+    /// Always 0, as [`slot_count`](Self::slot_count).
+    #[doc(hidden)]
+    pub fn slot_capacity(&self) -> usize {
+        0
+    }
+
+    fn no_slots(index: usize) -> Error {
+        Error::Slot {
+            reason: format!("slot {index} does not exist: layout version 2 has no result slots"),
+        }
+    }
+
+    /// Always fails: layout version 2 has no result slots.
+    ///
+    /// # Errors
+    /// Always [`Error::Slot`].
+    #[doc(hidden)]
+    pub fn write_slot(&self, index: usize, _payload: &[u8]) -> Result<()> {
+        Err(Self::no_slots(index))
+    }
+
+    /// Always fails: layout version 2 has no result slots.
+    ///
+    /// # Errors
+    /// Always [`Error::Slot`].
+    #[doc(hidden)]
+    pub fn read_slot(&self, index: usize) -> Result<Option<Vec<u8>>> {
+        Err(Self::no_slots(index))
+    }
+
+    /// Always fails: layout version 2 has no result slots.
+    ///
+    /// # Errors
+    /// Always [`Error::Slot`].
+    #[doc(hidden)]
+    pub fn clear_slot(&self, index: usize) -> Result<()> {
+        Err(Self::no_slots(index))
+    }
+}
+
+/// Opens the object at `location` read-only, refusing symbolic links,
+/// without blocking, and anything but a regular file; returns it and its size.
+fn open_for_reading(location: &Location) -> Result<(File, os::ObjectStat)> {
+    let file = os::open_readonly(&location.path()?).map_err(|e| open_error(location, "open", e))?;
+    let stat = stat_object(&file, location)?;
+    Ok((file, stat))
+}
+
+/// Reads and validates the header of the segment at `location` without
+/// mapping it and without write access (`pread` of its last page): what
+/// `shmpar ls` and `shmpar gc` use to look at segments they do not own.
+///
+/// # Errors
+/// As [`Segment::open`], except [`Error::AlreadyOpen`]: peeking records no
+/// handle.
+pub fn peek(location: &Location) -> Result<Layout> {
+    let (file, stat) = open_for_reading(location)?;
+    header::read_layout(&file, stat.size, &location.display_name())
+}
+
+/// The creator recorded in a segment's header, whatever state it is in, if
+/// the object carries a shmpar header (of this layout version or of version
+/// 1): for finding the orphans of creators that died while initializing,
+/// and segments an older shmpar left behind.
+pub fn peek_creator(location: &Location) -> Option<ProcessId> {
+    let (file, stat) = open_for_reading(location).ok()?;
+    header::find_creator(&file, stat.size, &location.display_name())
+}
+
+/// Removes the name at `location` if it still names the object with
+/// `identity` (from [`Segment::identity`]); returns whether it did.
+/// A namesake created after the original was removed is left alone.
+///
+/// # Errors
+/// [`Error::Io`] if the removal itself fails.
+pub fn unlink_if(location: &Location, identity: (u64, u64)) -> Result<bool> {
+    match open_for_reading(location) {
+        Ok((_, stat)) if stat.identity == identity => match remove_name(location) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(open_error(location, "unlink", e)),
+        },
+        _ => Ok(false),
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Remove the name only in the process that created it (a forked
+        // child's copy of the handle must not), and only if it still names
+        // the object we created: if ours was unlinked and someone created a
+        // namesake, leave theirs be. Unlink before leaving the cleanup
+        // registry, so a signal arriving in between still finds the name.
+        if self.unlink_on_drop && self.owner_pid == os::getpid() {
+            let _ = unlink_if(&self.location, self.identity);
+        }
+        self.forget_cleanup();
+    }
+}
