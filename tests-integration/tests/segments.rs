@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{assert_gone, exists, helper, poke, unique};
+use common::{assert_gone, exists, helper, poke, poke_header, set_len, size_of_segment, unique};
 use ndarray::{Ix1, Ix2, IxDyn, arr2};
-use shmpar_core::header::{HEADER_SIZE, LAYOUT_VERSION};
+use shmpar_core::header::{HEADER_PAGE_SIZE, LAYOUT_VERSION, MAGIC};
 use shmpar_core::{DType, Error, Segment, SegmentOptions, SharedArray};
 
 fn create_named(name: &str, shape: (usize, usize)) -> SharedArray<f64, Ix2> {
@@ -42,11 +42,13 @@ fn from_array_copies_in_and_an_attacher_sees_the_same_values() {
     let name = unique("from_array");
     let src = arr2(&[[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]]);
     let a = SharedArray::from_array_with(&SegmentOptions::new().name(&name), &src).unwrap();
-    let b = SharedArray::<f64, Ix2>::attach_with_shape(&name, (3, 2)).unwrap();
-    assert_eq!(b.view(), src.view());
-    assert!(!b.segment().unlinks_on_drop());
-    drop(b);
-    assert!(exists(&name), "an attacher's drop must not unlink");
+    assert_eq!(helper(&["attach-print", &name]), (0, "1 2 3 4 5 6".into()));
+    assert!(exists(&name), "an attacher's exit must not unlink");
+    // In this process, the creating handle is the one handle.
+    assert!(matches!(
+        SharedArray::<f64, Ix2>::attach_with_shape(&name, (3, 2)),
+        Err(Error::AlreadyOpen { .. })
+    ));
     drop(a);
     assert_gone(&name);
 }
@@ -60,9 +62,12 @@ fn an_existing_name_is_never_reused_or_clobbered() {
         Err(Error::AlreadyExists { name: n }) => assert_eq!(n, name),
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    let again = SharedArray::<f64, Ix2>::attach(&name).unwrap();
-    assert!(again.view().iter().all(|&x| x == 7.0), "the original was touched");
-    drop((a, again));
+    assert_eq!(
+        helper(&["attach-print", &name]),
+        (0, "7 7 7 7".into()),
+        "the original was touched"
+    );
+    drop(a);
     assert_gone(&name);
 }
 
@@ -88,7 +93,11 @@ fn attach_errors_are_typed() {
     ));
 
     let name = unique("mismatch");
-    let a = create_named(&name, (5, 4));
+    // Persisted and its handle dropped, so this process can attach too.
+    drop(
+        SharedArray::<f64, Ix2>::create_with(&SegmentOptions::new().name(&name).persist(true), (5, 4))
+            .unwrap(),
+    );
     match SharedArray::<f32, Ix2>::attach(&name) {
         Err(Error::DTypeMismatch { expected, found, .. }) => {
             assert_eq!((expected, found), (DType::F32, DType::F64));
@@ -121,7 +130,11 @@ fn attach_errors_are_typed() {
         Some("RankMismatch")
     );
     assert_eq!(helper(&["attach-as", &name, "f64", "2"]).1, "ok");
-    drop((a, dynamic));
+    // Another process holds its own handle; a second one inside it is refused.
+    assert_eq!(helper(&["attach-twice", &name]).1, "AlreadyOpen");
+    let mut dynamic = dynamic;
+    dynamic.segment_mut().unlink().unwrap();
+    drop(dynamic);
     assert_gone(&name);
 }
 
@@ -139,84 +152,171 @@ fn attach_after(test: &str, forge: impl FnOnce(&str)) -> Result<(), Error> {
     result
 }
 
+/// The 10×3 f64 segments above: 240 bytes of data padded to one page,
+/// then the header page.
+const SEGMENT_LEN: u64 = 8192;
+
 #[test]
 fn forged_and_corrupt_headers_are_typed_errors() {
+    assert_eq!(HEADER_PAGE_SIZE as u64 * 2, SEGMENT_LEN);
     assert!(matches!(
-        attach_after("magic", |n| poke(n, 0, b"NOTSHMPA")),
+        attach_after("magic", |n| poke_header(n, 0, b"NOTSHMPA")),
         Err(Error::NotShmpar { .. })
     ));
     assert!(matches!(
-        attach_after("version", |n| poke(n, 8, &(LAYOUT_VERSION + 1).to_ne_bytes())),
-        Err(Error::UnsupportedVersion { found, .. }) if found == LAYOUT_VERSION + 1
+        attach_after("version", |n| poke_header(n, 8, &(LAYOUT_VERSION + 1).to_le_bytes())),
+        Err(Error::UnsupportedVersion { found, supported, .. })
+            if found == LAYOUT_VERSION + 1 && supported == LAYOUT_VERSION
     ));
     assert!(matches!(
-        attach_after("state", |n| poke(n, 12, &0u32.to_ne_bytes())),
+        attach_after("state", |n| poke_header(n, 12, &0u32.to_le_bytes())),
         Err(Error::Initializing { .. })
     ));
     assert!(matches!(
-        attach_after("state9", |n| poke(n, 12, &9u32.to_ne_bytes())),
+        attach_after("state9", |n| poke_header(n, 12, &9u32.to_le_bytes())),
         Err(Error::CorruptHeader { .. })
     ));
     // A shape that claims more data than the segment holds, consistently
-    // forged (data_len and total_len agree), must be caught by the size check.
+    // forged (data_len, total_len and header_offset agree), must be caught
+    // by the size check.
+    let data_len = (1u64 << 40) * 3 * 8;
+    let total = data_len + HEADER_PAGE_SIZE as u64;
     assert!(matches!(
         attach_after("bigshape", |n| {
-            poke(n, 64, &(1u64 << 40).to_ne_bytes());
-            poke(n, 40, &((1u64 << 40) * 3 * 8).to_ne_bytes());
-            poke(n, 48, &(20480 + (1u64 << 40) * 3 * 8).to_ne_bytes());
+            poke_header(n, 64, &(1u64 << 40).to_le_bytes());
+            poke_header(n, 40, &data_len.to_le_bytes());
+            poke_header(n, 48, &total.to_le_bytes());
+            poke_header(n, 56, &(total - HEADER_PAGE_SIZE as u64).to_le_bytes());
         }),
-        Err(Error::Truncated { .. })
+        Err(Error::Truncated { size: SEGMENT_LEN, needed, .. }) if needed == total
     ));
     assert!(matches!(
-        attach_after("shape", |n| poke(n, 64, &11u64.to_ne_bytes())),
+        attach_after("shape", |n| poke_header(n, 64, &11u64.to_le_bytes())),
         Err(Error::CorruptHeader { .. })
     ));
     assert!(matches!(
-        attach_after("dtype", |n| poke(n, 16, &77u32.to_ne_bytes())),
+        attach_after("dtype", |n| poke_header(n, 16, &77u32.to_le_bytes())),
         Err(Error::CorruptHeader { .. })
     ));
     assert!(matches!(
-        attach_after("ndim", |n| poke(n, 24, &200u32.to_ne_bytes())),
+        attach_after("ndim", |n| poke_header(n, 24, &200u32.to_le_bytes())),
         Err(Error::CorruptHeader { .. })
     ));
     assert!(matches!(
-        attach_after("offset", |n| poke(n, 32, &100u64.to_ne_bytes())),
+        attach_after("offset", |n| poke_header(n, 32, &4096u64.to_le_bytes())),
         Err(Error::CorruptHeader { .. })
     ));
     assert!(matches!(
-        attach_after("truncated", |n| {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(format!("/dev/shm/{n}"))
-                .unwrap();
-            f.set_len(20480 + 100).unwrap();
-        }),
+        attach_after("headeroffset", |n| poke_header(n, 56, &0u64.to_le_bytes())),
+        Err(Error::CorruptHeader { .. })
+    ));
+    assert!(matches!(
+        attach_after("pagesize", |n| poke_header(n, 132, &1000u32.to_le_bytes())),
+        Err(Error::CorruptHeader { .. })
+    ));
+    // Cut inside the header page: the header still starts at the last page
+    // boundary, so the reader can tell a truncation.
+    assert!(matches!(
+        attach_after("truncated", |n| set_len(n, SEGMENT_LEN - 100)),
         Err(Error::Truncated {
-            size: 20580,
-            needed: 20720,
+            size: 8092,
+            needed: SEGMENT_LEN,
             ..
         })
     ));
+    // Cut below the header page: nothing left says it was shmpar's.
     assert!(matches!(
-        attach_after("tiny", |n| {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(format!("/dev/shm/{n}"))
-                .unwrap();
-            f.set_len((HEADER_SIZE - 1) as u64).unwrap();
-        }),
-        Err(Error::Truncated { .. })
+        attach_after("tiny", |n| set_len(n, HEADER_PAGE_SIZE as u64 - 1)),
+        Err(Error::NotShmpar { .. })
+    ));
+    // Grown by a page of other bytes: the last page is no header.
+    assert!(matches!(
+        attach_after("grown", |n| poke(n, SEGMENT_LEN, &[0xA5; HEADER_PAGE_SIZE])),
+        Err(Error::NotShmpar { .. })
     ));
     assert!(matches!(
-        attach_after("empty", |n| {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(format!("/dev/shm/{n}"))
-                .unwrap();
-            f.set_len(0).unwrap();
-        }),
+        attach_after("empty", |n| set_len(n, 0)),
         Err(Error::Initializing { .. })
     ));
+    // Space reserved, header not yet written: what an attacher racing the
+    // creator sees.
+    assert!(matches!(
+        attach_after("zeroed", |n| poke_header(n, 0, &[0; HEADER_PAGE_SIZE])),
+        Err(Error::Initializing { .. })
+    ));
+}
+
+/// A segment of layout version 1 (header at offset 0, result slots, data
+/// from 20480) is refused with a clear error, by attach and by peek alike.
+#[test]
+fn a_version_1_segment_is_unsupported_not_foreign() {
+    use shmpar_core::segment::{Location, peek};
+    let name = unique("v1");
+    let mut v1 = vec![0u8; 20480 + 240];
+    v1[..8].copy_from_slice(&MAGIC);
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes()); // layout_version
+    v1[12..16].copy_from_slice(&1u32.to_le_bytes()); // state: ready
+    v1[16..20].copy_from_slice(&DType::F64.code().to_le_bytes());
+    v1[136..140].copy_from_slice(&i32::MAX.to_le_bytes()); // creator_pid: no such process
+    std::fs::write(format!("/dev/shm/{name}"), &v1).unwrap();
+    let attached = SharedArray::<f64, Ix2>::attach(&name);
+    let peeked = peek(&Location::Shm(name.clone()));
+    // `shmpar ls` shows it, and gc may take it: its creator is dead.
+    let info = shmpar_core::gc::info(&name);
+    // A pool starting elsewhere may have collected it already.
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    let info = info.expect("listed");
+    assert_eq!(info.state, "unsupported: layout version 1");
+    assert_eq!((info.creator_pid, info.alive), (i32::MAX, false));
+    for result in [attached.map(drop), peeked.map(drop)] {
+        match result {
+            Err(
+                e @ Error::UnsupportedVersion {
+                    found: 1,
+                    supported: 2,
+                    ..
+                },
+            ) => assert!(e.to_string().contains("layout version 1"), "{e}"),
+            other => panic!("expected UnsupportedVersion, got {other:?}"),
+        }
+    }
+}
+
+/// Layout version 2: the elements from byte 0 (what NumPy's
+/// `np.ndarray(shape, dtype, buffer=shm.buf)` and `np.memmap` read), zero
+/// padding to a page, and the header in the last 4096 bytes.
+#[test]
+fn the_data_starts_at_byte_0_and_the_header_ends_the_object() {
+    let name = unique("layout");
+    let src = arr2(&[[1.5f64, -2.0, 3.25], [4.0, 5.0, 6.0]]);
+    let a = SharedArray::from_array_with(&SegmentOptions::new().name(&name), &src).unwrap();
+    let bytes = std::fs::read(format!("/dev/shm/{name}")).unwrap();
+    assert_eq!(bytes.len() as u64, size_of_segment(&name));
+    assert_eq!(bytes.len(), 2 * HEADER_PAGE_SIZE);
+    let elements: Vec<f64> = bytes[..48]
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(elements, src.iter().copied().collect::<Vec<_>>());
+    assert!(
+        bytes[48..HEADER_PAGE_SIZE].iter().all(|&b| b == 0),
+        "padding is zero"
+    );
+    let header = &bytes[HEADER_PAGE_SIZE..];
+    assert_eq!(header[..8], MAGIC);
+    let word = |offset: usize| u64::from_le_bytes(header[offset..offset + 8].try_into().unwrap());
+    assert_eq!(
+        u32::from_le_bytes(header[8..12].try_into().unwrap()),
+        LAYOUT_VERSION
+    );
+    assert_eq!(word(32), 0, "data_offset");
+    assert_eq!(word(40), 48, "data_len");
+    assert_eq!(word(48), bytes.len() as u64, "total_len");
+    assert_eq!(word(56), HEADER_PAGE_SIZE as u64, "header_offset");
+    assert_eq!((word(64), word(72), word(80)), (2, 3, 0), "shape");
+    assert_eq!(a.segment().layout().data_offset, 0);
+    drop(a);
+    assert_gone(&name);
 }
 
 #[test]
@@ -308,26 +408,7 @@ fn chunks_are_disjoint_cover_every_row_and_handle_uneven_lengths() {
 }
 
 #[test]
-fn result_slots_carry_partials_between_processes() {
-    let name = unique("slots");
-    let a =
-        SharedArray::<f64, Ix1>::create_with(&SegmentOptions::new().name(&name).slots(4, 128), 1).unwrap();
-    let seg = a.segment();
-    assert_eq!((seg.slot_count(), seg.slot_capacity()), (4, 120));
-    assert_eq!(seg.read_slot(0).unwrap(), None);
-    seg.write_slot(3, b"partial").unwrap();
-    let other = Segment::open(&name).unwrap();
-    assert_eq!(other.read_slot(3).unwrap().as_deref(), Some(&b"partial"[..]));
-    assert!(matches!(seg.write_slot(4, b"x"), Err(Error::Slot { .. })));
-    assert!(matches!(seg.write_slot(0, &[0u8; 121]), Err(Error::Slot { .. })));
-    other.clear_slot(3).unwrap();
-    assert_eq!(seg.read_slot(3).unwrap(), None);
-    drop((a, other));
-    assert_gone(&name);
-}
-
-#[test]
-fn bad_shapes_and_options_are_rejected_without_leaving_anything() {
+fn bad_shapes_are_rejected_without_leaving_anything() {
     let name = unique("badshape");
     assert!(matches!(
         SharedArray::<f64, Ix1>::create_with(&SegmentOptions::new().name(&name), usize::MAX / 4),
@@ -336,10 +417,6 @@ fn bad_shapes_and_options_are_rejected_without_leaving_anything() {
     assert!(matches!(
         SharedArray::<f64, IxDyn>::create_with(&SegmentOptions::new().name(&name), IxDyn(&[1; 9])),
         Err(Error::InvalidShape { .. })
-    ));
-    assert!(matches!(
-        SharedArray::<f64, Ix1>::create_with(&SegmentOptions::new().name(&name).slots(1, 10), 1),
-        Err(Error::InvalidOption { .. })
     ));
     assert_gone(&name);
 }
@@ -418,6 +495,8 @@ fn persistence_is_recorded_in_the_header_for_gc() {
     assert!(!peek(&Location::Shm(later.clone())).unwrap().persistent);
     a.segment_mut().persist();
     assert!(peek(&Location::Shm(later.clone())).unwrap().persistent);
+    assert!(a.segment().layout().persistent);
+    drop(a);
     assert!(
         SharedArray::<f32, Ix1>::attach(&later)
             .unwrap()
@@ -425,7 +504,6 @@ fn persistence_is_recorded_in_the_header_for_gc() {
             .layout()
             .persistent
     );
-    drop(a);
     assert!(exists(&later));
     std::fs::remove_file(format!("/dev/shm/{later}")).unwrap();
 }

@@ -7,6 +7,10 @@
 //! - `attach-file-fill PATH VALUE`: the same for a file-backed array;
 //! - `attach-as NAME DTYPE RANK`: attach with that element type and rank,
 //!   print `ok` or the error's variant name;
+//! - `attach-print NAME`: attach to an f64 array of any rank and print its
+//!   elements in C order, separated by spaces;
+//! - `attach-twice NAME`: attach twice while the first handle lives, print
+//!   the second attach's outcome (`ok` or the error's variant name);
 //! - `create NAME ELEMENTS`: create an f64 array, print `created` or the error;
 //! - `create-file PATH ELEMENTS`: the same, backed by a file;
 //! - `create-hold NAME`: create a small array, print `ready`, wait for stdin to close.
@@ -53,6 +57,20 @@ fn run(args: &[String]) -> Result<String, Error> {
             let mut a = SharedArray::<f64, IxDyn>::attach_file(path)?;
             a.view_mut().fill(value.parse().expect("a number"));
             Ok("filled".into())
+        }
+        ["attach-print", name] => {
+            let a = SharedArray::<f64, IxDyn>::attach(name)?;
+            let text: Vec<String> = a.view().iter().map(|x| x.to_string()).collect();
+            Ok(text.join(" "))
+        }
+        ["attach-twice", name] => {
+            let first = SharedArray::<f64, IxDyn>::attach(name)?;
+            let second = SharedArray::<f64, IxDyn>::attach(name);
+            drop(first);
+            Ok(match second {
+                Ok(_) => "ok".into(),
+                Err(e) => variant(&e),
+            })
         }
         ["attach-as", name, dtype, rank] => {
             match *dtype {

@@ -47,3 +47,27 @@ pub fn poke(name: &str, offset: u64, bytes: &[u8]) {
         .expect("open segment file");
     file.write_all_at(bytes, offset).expect("write segment file");
 }
+
+/// Size of `/dev/shm/NAME` in bytes.
+pub fn size_of_segment(name: &str) -> u64 {
+    std::fs::metadata(Path::new("/dev/shm").join(name))
+        .expect("stat segment file")
+        .len()
+}
+
+/// Writes `bytes` at `offset` from the start of the header of
+/// `/dev/shm/NAME`, which lies in its last 4096 bytes (layout version 2).
+pub fn poke_header(name: &str, offset: u64, bytes: &[u8]) {
+    let base = size_of_segment(name) - shmpar_core::header::HEADER_PAGE_SIZE as u64;
+    poke(name, base + offset, bytes);
+}
+
+/// Sets the size of `/dev/shm/NAME` (to truncate or extend it).
+pub fn set_len(name: &str, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(Path::new("/dev/shm").join(name))
+        .expect("open segment file")
+        .set_len(len)
+        .expect("set the segment's size");
+}
