@@ -191,7 +191,7 @@ pub(crate) fn start_backend(
     partial_bytes: u32,
 ) -> CliResult<(Backend, f64)> {
     let t = Instant::now();
-    let builder = Pool::builder().start(start.start()).partial_bytes(partial_bytes);
+    let builder = Pool::builder().start(start.start()).partial_bytes(partial_bytes as usize);
     let backend = Backend::with_pool_builder(kind, workers, builder)?;
     Ok((backend, t.elapsed().as_secs_f64()))
 }

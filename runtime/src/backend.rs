@@ -3,16 +3,16 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::any::Any;
 
-use ndarray::{ArrayView, ArrayViewMut, Axis, Dimension, RemoveAxis};
-use shmpar_core::chunk::chunk_range;
+use ndarray::{Dimension, RemoveAxis};
 use shmpar_core::{Element, SharedArray};
 
 use crate::error::{Error, Result};
-use crate::job::{Ctx, Meet};
-use crate::partial::Transfer;
+use crate::job::args::{self, ArgRef};
+use crate::job::{Args, Ctx, Kind, Meet, Share, StepFn};
 use crate::pool::{Pool, PoolBuilder};
+use crate::transfer::Transfer;
 
 /// Where a kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -157,189 +157,180 @@ impl Backend {
         }
     }
 
-    /// Runs `f` on each chunk in place; see [`Pool::for_each_chunk_with`].
+    /// Runs `f(ctx, views, params)` on each chunk; see [`Pool::run`].
     ///
     /// # Errors
-    /// As [`Pool::for_each_chunk_with`] on processes; never on the others.
-    pub fn for_each_chunk_with<T, D, P, F>(
-        &self,
-        array: &mut SharedArray<T, D>,
-        params: P,
-        f: F,
-    ) -> Result<()>
-    where
-        T: Element,
-        D: Dimension + RemoveAxis + 'static,
-        P: Transfer + Sync,
-        F: Fn(&Ctx<'_>, ArrayViewMut<'_, T, D>, &P) + Sync,
-    {
-        let n = self.workers;
+    /// As [`Pool::run`] on processes; [`Error::Mismatch`] for arguments
+    /// that cannot form a job on the others.
+    pub fn run<A: Args, P: Transfer>(&self, args: A, params: P, f: <A::Kind as Kind>::RunFn<P>) -> Result<()> {
         match &self.engine {
-            Engine::Processes(pool) => pool.for_each_chunk_with(array, params, f),
-            Engine::Threads(threads) => {
-                let rows = array.rows();
-                on_threads(threads, array.chunks_mut(n)?, rows, 0, |ctx, chunk| {
-                    f(ctx, chunk, &params)
-                });
-                Ok(())
-            }
-            Engine::Serial => {
-                let rows = array.rows();
-                for (rank, chunk) in array.chunks_mut(n)?.into_iter().enumerate() {
-                    let ctx = serial_ctx(rank, n, rows);
-                    f(&ctx, chunk, &params);
-                }
-                Ok(())
-            }
+            Engine::Processes(pool) => pool.run(args, params, f),
+            _ => self.local::<A, ()>(&args, |ctx, views| A::Kind::call_run(f, ctx, views, &params)).map(drop),
+        }
+    }
+
+    /// [`run`](Self::run) under its older name.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn for_each_chunk_with<A: Args, P: Transfer>(&self, args: A, params: P, f: <A::Kind as Kind>::RunFn<P>) -> Result<()> {
+        self.run(args, params, f)
+    }
+
+    /// Runs `f` on each chunk in place; see [`Pool::for_each_chunk`].
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn for_each_chunk<A: Args>(&self, args: A, f: <A::Kind as Kind>::PlainRunFn) -> Result<()> {
+        match &self.engine {
+            Engine::Processes(pool) => pool.for_each_chunk(args, f),
+            _ => self.local::<A, ()>(&args, |_, views| A::Kind::call_plain_run(f, views)).map(drop),
         }
     }
 
     /// Map-reduce over the chunks, combined in chunk order; see
-    /// [`Pool::map_reduce_with`].
+    /// [`Pool::map_reduce`].
     ///
     /// # Errors
-    /// As [`Pool::map_reduce_with`] on processes; never on the others.
-    pub fn map_reduce_with<T, D, P, R, M, C>(
+    /// As [`run`](Self::run).
+    pub fn map_reduce<A: Args, R: Transfer>(
         &self,
-        array: &SharedArray<T, D>,
+        args: A,
+        map: <A::Kind as Kind>::PlainMapFn<R>,
+        combine: impl FnMut(R, R) -> R,
+    ) -> Result<R> {
+        match &self.engine {
+            Engine::Processes(pool) => pool.map_reduce(args, map, combine),
+            _ => fold(self.local::<A, R>(&args, |_, views| A::Kind::call_plain_map(map, views))?, combine),
+        }
+    }
+
+    /// [`map_reduce`](Self::map_reduce) with the context and parameters;
+    /// see [`Pool::map_reduce_with`].
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn map_reduce_with<A: Args, P: Transfer, R: Transfer>(
+        &self,
+        args: A,
         params: P,
-        map: M,
-        mut combine: C,
-    ) -> Result<R>
-    where
-        T: Element,
-        D: Dimension + RemoveAxis + 'static,
-        P: Transfer + Sync,
-        R: Transfer,
-        M: Fn(&Ctx<'_>, ArrayView<'_, T, D>, &P) -> R + Sync,
-        C: FnMut(R, R) -> R,
-    {
-        let n = self.workers;
-        let rows = array.rows();
-        let view = array.view();
-        let partials: Vec<R> = match &self.engine {
-            Engine::Processes(pool) => return pool.map_reduce_with(array, params, map, combine),
-            Engine::Threads(threads) => {
-                let barrier = std::sync::Barrier::new(n);
-                threads.broadcast(|b| {
-                    let rank = b.index();
-                    let range = chunk_range(rows, n, rank);
-                    let chunk = view.slice_axis(Axis(0), (range.start..range.end).into());
-                    let ctx = Ctx {
-                        rank,
-                        workers: n,
-                        rows: range,
-                        step: 0,
-                        meet: Meet::Threads(&barrier),
-                    };
-                    map(&ctx, chunk, &params)
-                })
-            }
-            Engine::Serial => (0..n)
-                .map(|rank| {
-                    let range = chunk_range(rows, n, rank);
-                    let chunk = view.slice_axis(Axis(0), (range.start..range.end).into());
-                    map(&serial_ctx(rank, n, rows), chunk, &params)
-                })
-                .collect(),
-        };
-        let mut partials = partials.into_iter();
-        let first = partials.next().ok_or_else(|| Error::PoolBroken {
-            reason: "no partial results".into(),
-        })?;
-        Ok(partials.fold(first, &mut combine))
+        map: <A::Kind as Kind>::MapFn<P, R>,
+        combine: impl FnMut(R, R) -> R,
+    ) -> Result<R> {
+        match &self.engine {
+            Engine::Processes(pool) => pool.map_reduce_with(args, params, map, combine),
+            _ => fold(self.local::<A, R>(&args, |ctx, views| A::Kind::call_map(map, ctx, views, &params))?, combine),
+        }
     }
 
     /// The double-buffer pattern; see [`Pool::double_buffer`].
     ///
     /// # Errors
     /// As [`Pool::double_buffer`].
-    pub fn double_buffer<T, D, P, F>(
+    pub fn double_buffer<T, D, P>(
         &self,
         a: &mut SharedArray<T, D>,
         b: &mut SharedArray<T, D>,
         steps: usize,
         params: P,
-        f: F,
+        f: StepFn<T, D, P>,
     ) -> Result<()>
     where
         T: Element,
         D: Dimension + RemoveAxis + 'static,
-        P: Transfer + Sync,
-        F: Fn(&Ctx<'_>, ArrayView<'_, T, D>, ArrayViewMut<'_, T, D>, &P) + Sync,
+        P: Transfer,
     {
         if let Engine::Processes(pool) = &self.engine {
             return pool.double_buffer(a, b, steps, params, f);
         }
         crate::job::check_buffers(a, b)?;
-        let n = self.workers;
+        let arrays: [&dyn Any; 2] = [&*a, &*b];
         let rows = a.rows();
-        for step in 0..steps {
-            let (src, dst) = if step % 2 == 0 {
-                (&*a, &mut *b)
-            } else {
-                (&*b, &mut *a)
-            };
-            let src = src.view();
-            let chunks = dst.chunks_mut(n)?;
-            match &self.engine {
-                Engine::Threads(threads) => {
-                    on_threads(threads, chunks, rows, step, |ctx, chunk| {
-                        f(ctx, src.view(), chunk, &params)
-                    });
-                }
-                _ => {
-                    for (rank, chunk) in chunks.into_iter().enumerate() {
-                        let mut ctx = serial_ctx(rank, n, rows);
-                        ctx.step = step;
-                        f(&ctx, src.view(), chunk, &params);
-                    }
-                }
+        self.each_share(rows, &arrays, |share| {
+            // SAFETY: one share per rank of `self.workers` (`each_share`),
+            // two different segments (checked above), and `a` and `b` are
+            // borrowed mutably for the whole job.
+            unsafe { share.steps(steps, &params, f) }
+        })
+        .map(drop)
+    }
+
+    /// Runs `call` on every chunk of `args` on the threads or serially;
+    /// returns the results in chunk order.
+    fn local<A: Args, O: Send>(
+        &self,
+        args: &A,
+        call: impl for<'a> Fn(&'a Ctx<'_>, <A::Kind as Kind>::Views<'a>) -> O + Sync,
+    ) -> Result<Vec<O>> {
+        let mut described: Vec<ArgRef<'_>> = Vec::new();
+        args.describe(&mut described);
+        let rows = args::check(&described)?;
+        let arrays: Vec<&dyn Any> = described.iter().map(|a| a.array).collect();
+        let out = self.each_share(rows, &arrays, |share| {
+            // SAFETY: one share per rank of `self.workers` (`each_share`),
+            // and `args` holds the borrows of the arrays for the whole job.
+            unsafe { share.run::<A::Kind, O>(&call) }
+        })?;
+        let mut out: Vec<(u32, O)> = out.into_iter().flatten().collect();
+        out.sort_by_key(|(chunk, _)| *chunk);
+        Ok(out.into_iter().map(|(_, o)| o).collect())
+    }
+
+    /// Runs `body` once per rank: on the rayon threads (which share a
+    /// barrier) or one after another; results in rank order.
+    fn each_share<O: Send>(
+        &self,
+        rows: usize,
+        arrays: &[&dyn Any],
+        body: impl Fn(&Share<'_>) -> std::result::Result<O, String> + Sync,
+    ) -> Result<Vec<O>> {
+        let n = self.workers;
+        let results: Vec<std::result::Result<O, String>> = match &self.engine {
+            Engine::Threads(threads) => {
+                let barrier = std::sync::Barrier::new(n);
+                let arrays = SyncArrays(arrays);
+                threads.broadcast(|b| {
+                    let arrays = &arrays;
+                    body(&Share {
+                        rank: b.index(),
+                        workers: n,
+                        rows,
+                        arrays: arrays.0,
+                        meet: Meet::Threads(&barrier),
+                    })
+                })
             }
-        }
-        Ok(())
+            _ => (0..n)
+                .map(|rank| {
+                    body(&Share {
+                        rank,
+                        workers: n,
+                        rows,
+                        arrays,
+                        meet: Meet::Alone,
+                    })
+                })
+                .collect(),
+        };
+        results
+            .into_iter()
+            .collect::<std::result::Result<Vec<O>, String>>()
+            .map_err(|reason| Error::Mismatch { reason })
     }
 }
 
-/// Runs `body` once on every thread of `threads` (as many as chunks), each
-/// with its rank's chunk and a context whose barrier the threads share.
-fn on_threads<T, D>(
-    threads: &rayon::ThreadPool,
-    chunks: Vec<ArrayViewMut<'_, T, D>>,
-    rows: usize,
-    step: usize,
-    body: impl Fn(&Ctx<'_>, ArrayViewMut<'_, T, D>) + Sync,
-) where
-    T: Element,
-    D: Dimension,
-{
-    let n = chunks.len();
-    // Each thread takes its own chunk out of its slot exactly once.
-    let slots: Vec<Mutex<Option<ArrayViewMut<'_, T, D>>>> =
-        chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
-    let barrier = std::sync::Barrier::new(n);
-    threads.broadcast(|b| {
-        let rank = b.index();
-        let chunk = slots[rank].lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(chunk) = chunk {
-            let ctx = Ctx {
-                rank,
-                workers: n,
-                rows: chunk_range(rows, n, rank),
-                step,
-                meet: Meet::Threads(&barrier),
-            };
-            body(&ctx, chunk);
-        }
-    });
-}
+/// The job's arrays, shared with the rayon threads for one job.
+struct SyncArrays<'a>(&'a [&'a dyn Any]);
 
-fn serial_ctx(rank: usize, workers: usize, rows: usize) -> Ctx<'static> {
-    Ctx {
-        rank,
-        workers,
-        rows: chunk_range(rows, workers, rank),
-        step: 0,
-        meet: Meet::Alone,
-    }
+// SAFETY: the arrays are `SharedArray`s (which are `Sync`: a mapping and
+// plain data), shared read-only as `&dyn Any`; the threads make views of
+// disjoint rows from them (`Share::run`).
+unsafe impl Sync for SyncArrays<'_> {}
+
+fn fold<R>(partials: Vec<R>, combine: impl FnMut(R, R) -> R) -> Result<R> {
+    let mut partials = partials.into_iter();
+    let first = partials.next().ok_or_else(|| Error::PoolBroken {
+        reason: "no partial results".into(),
+    })?;
+    Ok(partials.fold(first, combine))
 }

@@ -88,21 +88,34 @@ pub enum Error {
 
     /// Forking a multithreaded process is unsafe, so the pool refused.
     #[error(
-        "this process runs {threads} threads, and forking a multithreaded process is unsafe \
+        "{}, and forking a multithreaded process is unsafe \
          (a lock held by another thread stays held in the child). Start the pool before any \
-         thread (rayon, tokio, ...), use `Start::Spawn`, or see `PoolBuilder::allow_threads`"
+         thread (rayon, tokio, ...), use `Start::Spawn`, or see `PoolBuilder::allow_threads`",
+        match threads { Some(n) => format!("this process runs {n} threads"), None => String::from("the thread count of this process cannot be read (/proc/self/task), so it may run other threads") }
     )]
     ForkWithThreads {
-        /// Threads in the process.
-        threads: usize,
+        /// Threads in the process; `None` when they cannot be counted
+        /// (no `/proc`), which counts as unsafe.
+        threads: Option<usize>,
     },
 
     /// The kernel captures variables, which only a fork can carry.
     #[error(
         "this kernel closure captures variables, which spawned workers cannot receive; \
-         pass the values as parameters (`*_with` methods) or use `Start::Fork`"
+         pass the values as parameters (`Pool::run`) or use `Start::Fork`"
     )]
     CapturingKernel,
+
+    /// A spawn pool was given a kernel that is not registered, so its
+    /// workers (new processes) cannot find it.
+    #[error(
+        "a spawn pool runs only registered kernels, and this {signature} is not one: name it as a \
+         `fn` item and register it with shmpar::register_kernel!, or use `Start::Fork`"
+    )]
+    UnregisteredKernel {
+        /// The kernel's shape (its signature).
+        signature: String,
+    },
 
     /// A worker count out of range.
     #[error("invalid worker count {requested}: it must be between 1 and {max}")]
@@ -115,7 +128,7 @@ pub enum Error {
 
     /// Kernel parameters or a partial result too large for the space the
     /// segment reserves for them.
-    #[error("{what} is {size} bytes, more than the {max} bytes reserved for it")]
+    #[error("{what} is {size} bytes, more than the {max} bytes reserved for it (raise {setting})")]
     TooLarge {
         /// What was too large.
         what: &'static str,
@@ -123,6 +136,8 @@ pub enum Error {
         size: usize,
         /// The limit.
         max: usize,
+        /// The setting that changes the limit.
+        setting: &'static str,
     },
 
     /// Arrays passed to one job do not fit together.

@@ -23,21 +23,25 @@
 //! reductions and failure handling.
 
 mod backend;
+pub mod dispatch;
 pub mod error;
 #[doc = include_str!("../../docs/runtime.md")]
 pub mod guide {}
-mod job;
-mod partial;
+pub mod job;
 mod pool;
-mod spawn;
 mod sys;
+mod transfer;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}
 
 pub use backend::{Backend, BackendKind};
 pub use error::{Cause, Error, PoolHealth, Result};
-pub use job::Ctx;
-pub use partial::{Pod, Serde, Transfer};
-pub use pool::{MAX_PARAMS_BYTES, MAX_POOL_WORKERS, Pool, PoolBuilder, Start};
+pub use job::{Ctx, WholeView, whole};
+pub use pool::{DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_POOL_WORKERS, Pool, PoolBuilder, Start, init};
+pub use transfer::{Plain, Serde, Transfer};
 pub use shmpar_core::{
     self as core, DType, Element, Location, Scope, Segment, SegmentOptions, SharedArray, cleanup_now, gc,
 };
-pub use spawn::init;

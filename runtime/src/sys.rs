@@ -110,11 +110,20 @@ pub(crate) fn getpid() -> i32 {
     unsafe { libc::getpid() }
 }
 
-/// How many threads the calling process runs.
-pub(crate) fn thread_count() -> usize {
+/// How many threads the calling process runs; `None` when `/proc` cannot
+/// tell (callers must then assume "more than one").
+pub(crate) fn thread_count() -> Option<usize> {
     std::fs::read_dir("/proc/self/task")
+        .ok()
         .map(|d| d.count())
-        .unwrap_or(1)
+        .filter(|&n| n > 0)
+}
+
+/// (device, inode) of the executable this process runs.
+pub(crate) fn exe_identity() -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata("/proc/self/exe")?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// The name of a signal, for messages: `SIGKILL`.

@@ -11,7 +11,7 @@ use crate::simd::{self, Deviation, Plain};
 ///
 /// Once a NaN is seen, `min` and `max` are both NaN and stay NaN.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ExtremaPartial {
     /// Smallest element (`+inf` when `count == 0`, NaN after a NaN).
     pub min: f64,
@@ -152,7 +152,7 @@ extrema_reduction!(
 /// Partial of [`Variance`] and [`Std`]: count, mean and sum of squared
 /// deviations from the mean (`M2`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MomentsPartial {
     /// Number of elements.
     pub count: u64,

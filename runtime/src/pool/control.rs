@@ -1,32 +1,46 @@
-//! The pool's control block: a small shmpar segment shared by the
-//! coordinator and its workers. See `pool/README.md` for the protocol.
+//! The pool's control segment: a small shmpar segment of bytes shared by the
+//! coordinator and its workers. `README.md` beside this file describes the
+//! protocol; this file is its memory layout:
+//!
+//! ```text
+//! | Control (events, status lines, job descriptor) | parameters | slot 0 | slot 1 | ... |
+//! ```
+//!
+//! Parameters are written only by the coordinator while every worker is
+//! idle; slot `r` only by worker `r` while it runs a job, and read by the
+//! coordinator only after it acquired that worker's status.
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
+use shmpar_core::Segment;
 use shmpar_core::segment::Location;
-use shmpar_core::sync::{WaitOutcome, futex_wait, futex_wake};
+
+pub(crate) use shmpar_core::sync::Event;
 
 /// Most workers a pool may have.
 pub const MAX_WORKERS: usize = 1024;
-/// Most arrays one job may touch.
-pub(crate) const MAX_ARRAYS: usize = 2;
+/// Most arrays one job may take (the largest tuple of arguments).
+pub(crate) const MAX_ARRAYS: usize = 6;
 /// Longest array name or path a job can carry.
 pub(crate) const NAME_MAX: usize = 1024;
-/// Most bytes of kernel parameters a job can carry.
-pub const PARAMS_MAX: usize = 16 * 1024;
+/// Longest registered kernel name.
+pub(crate) const KEY_MAX: usize = 512;
+/// Longest kernel signature (the shape's type name).
+pub(crate) const SIG_MAX: usize = 4096;
 /// Most cached mappings one job can tell workers to drop.
 pub(crate) const EVICT_MAX: usize = 16;
+/// Default room for a job's encoded parameters.
+pub const DEFAULT_PARAM_BYTES: usize = 64 * 1024;
+/// Default room for a worker's encoded partial results.
+pub const DEFAULT_PARTIAL_BYTES: usize = 4096;
 
-/// A word on a cache line of its own.
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-pub(crate) struct Line {
-    pub(crate) word: AtomicU32,
-    /// Processes sleeping in `FUTEX_WAIT` on `word`, so a poster whose
-    /// waiters all spin skips the wake system call.
-    pub(crate) sleepers: AtomicU32,
-}
+const ALIGN: usize = 64;
+
+/// How long a waiter spins before it sleeps in the kernel. Long enough to
+/// catch back-to-back jobs without a system call, short enough not to burn
+/// a core that an oversubscribed machine needs.
+pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Identifies an array's shared object, so a cached mapping of a segment
 /// that was unlinked and recreated under the same name is never reused.
@@ -37,6 +51,13 @@ pub(crate) struct Identity {
     pub(crate) ino: u64,
 }
 
+impl Identity {
+    pub(crate) fn of(segment: &Segment) -> Identity {
+        let (dev, ino) = segment.identity();
+        Identity { dev, ino }
+    }
+}
+
 /// One array a job names.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -44,6 +65,8 @@ pub(crate) struct ArrayRef {
     /// 0: shared memory name, 1: file path.
     pub(crate) kind: u32,
     pub(crate) len: u32,
+    /// Whether the job splits this array's rows among the workers.
+    pub(crate) split: u32,
     pub(crate) identity: Identity,
     pub(crate) name: [u8; NAME_MAX],
 }
@@ -52,11 +75,12 @@ impl ArrayRef {
     pub(crate) const EMPTY: ArrayRef = ArrayRef {
         kind: 0,
         len: 0,
+        split: 0,
         identity: Identity { dev: 0, ino: 0 },
         name: [0; NAME_MAX],
     };
 
-    pub(crate) fn new(location: &Location, identity: Identity) -> Option<ArrayRef> {
+    pub(crate) fn new(location: &Location, identity: Identity, split: bool) -> Option<ArrayRef> {
         use std::os::unix::ffi::OsStrExt;
         let (kind, bytes) = match location {
             Location::Shm(name) => (0, name.as_bytes()),
@@ -68,6 +92,7 @@ impl ArrayRef {
         let mut r = ArrayRef::EMPTY;
         r.kind = kind;
         r.len = bytes.len() as u32;
+        r.split = u32::from(split);
         r.identity = identity;
         r.name[..bytes.len()].copy_from_slice(bytes);
         Some(r)
@@ -87,48 +112,84 @@ impl ArrayRef {
     }
 }
 
+/// How a worker finds the job's kernel.
+pub(crate) mod how {
+    /// `runner` and `kernel` are addresses in the coordinator's image, which
+    /// a forked worker shares.
+    pub(crate) const POINTER: u32 = 0;
+    /// `key` and `sig` name a registered kernel (spawned workers).
+    pub(crate) const NAME: u32 = 1;
+    /// A one-job worker forked for this job runs the closure it inherited.
+    pub(crate) const INHERITED: u32 = 2;
+}
+
 /// What the coordinator posts: written only while every worker is idle,
 /// published by the release increment of `Control::post`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct JobDesc {
-    /// The job's entry point, as an offset from the runtime's anchor function.
-    pub(crate) entry: i64,
+    pub(crate) how: u32,
     pub(crate) workers: u32,
-    pub(crate) narrays: u32,
+    pub(crate) runner: u64,
+    pub(crate) kernel: u64,
+    pub(crate) rows: u64,
     pub(crate) steps: u64,
-    pub(crate) arrays: [ArrayRef; MAX_ARRAYS],
+    pub(crate) key_len: u32,
+    pub(crate) sig_len: u32,
+    pub(crate) key: [u8; KEY_MAX],
+    pub(crate) sig: [u8; SIG_MAX],
+    pub(crate) narrays: u32,
     pub(crate) nevict: u32,
+    pub(crate) arrays: [ArrayRef; MAX_ARRAYS],
     pub(crate) evict: [Identity; EVICT_MAX],
-    pub(crate) params_len: u32,
-    pub(crate) params: [u8; PARAMS_MAX],
+    pub(crate) params_len: u64,
 }
 
 impl JobDesc {
-    pub(crate) fn params(&self) -> &[u8] {
-        &self.params[..(self.params_len as usize).min(PARAMS_MAX)]
+    pub(crate) fn zeroed() -> JobDesc {
+        JobDesc {
+            how: 0,
+            workers: 0,
+            runner: 0,
+            kernel: 0,
+            rows: 0,
+            steps: 0,
+            key_len: 0,
+            sig_len: 0,
+            key: [0; KEY_MAX],
+            sig: [0; SIG_MAX],
+            narrays: 0,
+            nevict: 0,
+            arrays: [ArrayRef::EMPTY; MAX_ARRAYS],
+            evict: [Identity::default(); EVICT_MAX],
+            params_len: 0,
+        }
     }
-}
 
-/// A worker's outcome word values.
-pub(crate) mod status {
-    /// Idle, or still running the current job.
-    pub(crate) const PENDING: u32 = 0;
-    /// Finished the job.
-    pub(crate) const OK: u32 = 1;
-    /// The kernel panicked; the message is in the worker's slot.
-    pub(crate) const PANICKED: u32 = 2;
-    /// The job failed in the worker (an attach, a decode); message in the slot.
-    pub(crate) const FAILED: u32 = 3;
-    /// Gave up because the barrier was poisoned by someone else's failure.
-    pub(crate) const ABORTED: u32 = 4;
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key[..(self.key_len as usize).min(KEY_MAX)]
+    }
+
+    pub(crate) fn sig(&self) -> &[u8] {
+        &self.sig[..(self.sig_len as usize).min(SIG_MAX)]
+    }
+
+    pub(crate) fn arrays(&self) -> &[ArrayRef] {
+        &self.arrays[..(self.narrays as usize).min(MAX_ARRAYS)]
+    }
+
+    pub(crate) fn evicted(&self) -> &[Identity] {
+        &self.evict[..(self.nevict as usize).min(EVICT_MAX)]
+    }
 }
 
 /// One worker's status line.
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub(crate) struct WorkerLine {
+    /// A [`crate::dispatch::status`] code.
     pub(crate) status: AtomicU32,
+    /// The worker's pid once it serves: its check-in.
     pub(crate) pid: AtomicU32,
 }
 
@@ -136,72 +197,197 @@ pub(crate) struct WorkerLine {
 #[repr(C)]
 pub(crate) struct Control {
     /// Job sequence number: the coordinator increments it to post a job.
-    pub(crate) post: Line,
+    pub(crate) post: Event,
     /// Workers that finished the current job.
-    pub(crate) done: Line,
+    pub(crate) done: Event,
     /// Non-zero: workers exit at the next post.
-    pub(crate) shutdown: Line,
+    pub(crate) shutdown: Event,
+    /// Sizes of the areas after the block, written before any worker starts.
+    pub(crate) param_bytes: AtomicU32,
+    pub(crate) slot_bytes: AtomicU32,
+    pub(crate) slots: AtomicU32,
     pub(crate) workers: [WorkerLine; MAX_WORKERS],
-    pub(crate) job: std::cell::UnsafeCell<JobDesc>,
+    pub(crate) job: UnsafeCell<JobDesc>,
 }
 
-/// How long a waiter spins before it sleeps in the kernel. Long enough to
-/// catch back-to-back jobs without a system call, short enough not to burn
-/// a core that an oversubscribed machine needs.
-pub(crate) const SPIN: Duration = Duration::from_micros(50);
+// SAFETY: `Control` lives in shared memory and is used through `&Control`
+// by one thread of each process; every field but `job` is atomic, and `job`
+// is written only while no worker reads it (the posting protocol).
+unsafe impl Sync for Control {}
 
-/// Waits until `line.word` differs from `seen` and returns the new value.
-/// With a `tick`, returns `None` after each tick without a change, so the
-/// caller can check on other processes.
-pub(crate) fn wait_change(line: &Line, seen: u32, spin: Duration, tick: Option<Duration>) -> Option<u32> {
-    let start = Instant::now();
-    let mut i = 0u32;
-    loop {
-        let now = line.word.load(Ordering::Acquire);
-        if now != seen {
-            return Some(now);
-        }
-        i = i.wrapping_add(1);
-        if i.is_multiple_of(16) {
-            if start.elapsed() >= spin {
-                break;
-            }
-            // A pool has one process more than it has workers (the
-            // coordinator), so with a worker per core someone is always
-            // runnable: yield, so a spinner never holds the core that the
-            // process it waits for needs.
-            // SAFETY: sched_yield has no preconditions.
-            unsafe { libc::sched_yield() };
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-    loop {
-        // SeqCst on `sleepers` and the re-check pairs with `post_change`:
-        // either we see the new value, or the poster sees us sleeping.
-        line.sleepers.fetch_add(1, Ordering::SeqCst);
-        let now = line.word.load(Ordering::SeqCst);
-        let outcome = if now == seen {
-            futex_wait(&line.word, seen, tick).ok()
-        } else {
-            None
-        };
-        line.sleepers.fetch_sub(1, Ordering::SeqCst);
-        let now = line.word.load(Ordering::Acquire);
-        if now != seen {
-            return Some(now);
-        }
-        if outcome == Some(WaitOutcome::TimedOut) {
+fn round_up(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// Bytes of the control segment's data for these sizes.
+pub(crate) fn data_len(workers: usize, param_bytes: usize, slot_bytes: usize) -> Option<usize> {
+    let slots = workers.checked_mul(round_up(slot_bytes.checked_add(8)?))?;
+    round_up(size_of::<Control>())
+        .checked_add(round_up(param_bytes))?
+        .checked_add(slots)
+}
+
+/// A view of a control segment: the block and its areas, with sizes
+/// checked against the segment once.
+pub(crate) struct ControlView<'s> {
+    segment: &'s Segment,
+    param_bytes: usize,
+    slot_bytes: usize,
+    slots: usize,
+}
+
+impl<'s> ControlView<'s> {
+    /// Checks the sizes recorded in the block against the segment.
+    pub(crate) fn new(segment: &'s Segment) -> Option<ControlView<'s>> {
+        if segment.layout().data_len < size_of::<Control>() {
             return None;
         }
+        let view = ControlView {
+            segment,
+            param_bytes: 0,
+            slot_bytes: 0,
+            slots: 0,
+        };
+        let control = view.control();
+        let param_bytes = control.param_bytes.load(Ordering::Acquire) as usize;
+        let slot_bytes = control.slot_bytes.load(Ordering::Acquire) as usize;
+        let slots = control.slots.load(Ordering::Acquire) as usize;
+        let needed = data_len(slots, param_bytes, slot_bytes)?;
+        (needed <= segment.layout().data_len && slots <= MAX_WORKERS).then_some(ControlView {
+            segment,
+            param_bytes,
+            slot_bytes,
+            slots,
+        })
+    }
+
+    pub(crate) fn control(&self) -> &'s Control {
+        // SAFETY: the data is at least `size_of::<Control>()` bytes (checked
+        // at creation and in `new`), page aligned, lives as long as the
+        // segment, and all-zero bytes are a valid `Control`. Every field
+        // written after creation is atomic, or the job descriptor, which the
+        // posting protocol writes only while no worker reads it.
+        unsafe { &*self.segment.data_ptr().cast::<Control>() }
+    }
+
+    pub(crate) fn param_capacity(&self) -> usize {
+        self.param_bytes
+    }
+
+    pub(crate) fn slot_capacity(&self) -> usize {
+        self.slot_bytes
+    }
+
+    fn params_ptr(&self) -> *mut u8 {
+        // SAFETY: the parameter area follows the block inside the data
+        // (`data_len` checked in `new`).
+        unsafe { self.segment.data_ptr().add(round_up(size_of::<Control>())) }
+    }
+
+    fn slot_ptr(&self, rank: usize) -> Option<*mut u8> {
+        (rank < self.slots).then(|| {
+            let offset =
+                round_up(size_of::<Control>()) + round_up(self.param_bytes) + rank * round_up(self.slot_bytes + 8);
+            // SAFETY: slot `rank < slots` lies inside the data (`new`).
+            unsafe { self.segment.data_ptr().add(offset) }
+        })
+    }
+
+    /// Writes the job's parameters.
+    ///
+    /// # Safety
+    /// - Only the coordinator calls it, while every worker is idle.
+    pub(crate) unsafe fn write_params(&self, bytes: &[u8]) -> bool {
+        if bytes.len() > self.param_bytes {
+            return false;
+        }
+        // SAFETY: in bounds (checked); no worker reads the area now.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.params_ptr(), bytes.len()) };
+        true
+    }
+
+    /// The job's parameters.
+    ///
+    /// # Safety
+    /// - Called by a worker between acquiring a post and reporting done,
+    ///   while the coordinator does not write them.
+    pub(crate) unsafe fn params(&self, len: u64) -> &'s [u8] {
+        let len = (len as usize).min(self.param_bytes);
+        // SAFETY: in bounds; not written while the job runs.
+        unsafe { std::slice::from_raw_parts(self.params_ptr(), len) }
+    }
+
+    /// Publishes `bytes` in worker `rank`'s slot; `Err(len)` if they do
+    /// not fit.
+    ///
+    /// # Safety
+    /// - Only worker `rank` calls it, during a job, before its release
+    ///   store of its status.
+    pub(crate) unsafe fn write_slot(&self, rank: usize, bytes: &[u8]) -> Result<(), usize> {
+        let Some(slot) = self.slot_ptr(rank) else {
+            return Err(bytes.len());
+        };
+        if bytes.len() > self.slot_bytes {
+            return Err(bytes.len());
+        }
+        // SAFETY: the slot is `8 + slot_bytes` bytes inside the data, 64-byte
+        // aligned; its one writer is this worker (caller's promise).
+        unsafe {
+            slot.cast::<u64>().write(bytes.len() as u64);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), slot.add(8), bytes.len());
+        }
+        Ok(())
+    }
+
+    /// Worker `rank`'s slot.
+    ///
+    /// # Safety
+    /// - Called by the coordinator after an acquire load of the worker's
+    ///   status saw the worker report this job.
+    pub(crate) unsafe fn read_slot(&self, rank: usize) -> Vec<u8> {
+        let Some(slot) = self.slot_ptr(rank) else {
+            return Vec::new();
+        };
+        // SAFETY: in bounds; the worker's writes happened before its status
+        // store, which the caller acquired; the worker writes nothing more.
+        unsafe {
+            let len = (slot.cast::<u64>().read() as usize).min(self.slot_bytes);
+            std::slice::from_raw_parts(slot.add(8), len).to_vec()
+        }
     }
 }
 
-/// Wakes every sleeper on `line` if there is one. Call after changing the
-/// word with at least release ordering.
-pub(crate) fn wake_all(line: &Line) {
-    std::sync::atomic::fence(Ordering::SeqCst);
-    if line.sleepers.load(Ordering::SeqCst) > 0 {
-        futex_wake(&line.word, u32::MAX);
+/// Encodes a worker's partial results: `(chunk, bytes)` records.
+pub(crate) fn encode_partials(partials: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (chunk, bytes) in partials {
+        out.extend_from_slice(&chunk.to_le_bytes());
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// Decodes what [`encode_partials`] wrote; `None` if it is malformed.
+pub(crate) fn decode_partials(mut bytes: &[u8]) -> Option<Vec<(u32, Vec<u8>)>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let chunk = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+        let len = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
+        out.push((chunk, bytes.get(8..8 + len)?.to_vec()));
+        bytes = &bytes[8 + len..];
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partials_round_trip() {
+        let partials = vec![(3u32, vec![1u8, 2, 3]), (0, vec![]), (7, vec![9; 100])];
+        assert_eq!(decode_partials(&encode_partials(&partials)), Some(partials));
+        assert_eq!(decode_partials(&[1, 0, 0, 0, 5, 0, 0, 0, 1]), None);
     }
 }

@@ -1,5 +1,5 @@
-//! The worker side: a process that waits for jobs in the control block,
-//! runs them on its chunk, and reports.
+//! The worker side: a process that waits for jobs in the control segment,
+//! runs its share of each, and reports.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -8,34 +8,14 @@ use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use std::ops::Range;
-
-use ndarray::{Dimension, RemoveAxis};
 use shmpar_core::chunk::chunk_range;
-use shmpar_core::{Barrier, Element, Segment, SharedArray};
+use shmpar_core::{Barrier, Segment};
 
-use crate::job::{Aborted, Entry};
-use crate::pool::control::{self, ArrayRef, Control, Identity, JobDesc, status};
+use crate::dispatch::{self, Failure, Input, Output, Runner, status};
+use crate::job::args::Opener;
+use crate::job::{Aborted, Meet};
+use crate::pool::control::{ControlView, Identity, JobDesc, SPIN, how};
 use crate::sys;
-
-/// Why a worker did not finish a job, as it reports it.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub(crate) status: u32,
-    pub(crate) message: String,
-}
-
-impl Failure {
-    pub(crate) fn failed(message: String) -> Failure {
-        Failure {
-            status: status::FAILED,
-            message,
-        }
-    }
-}
-
-/// An attached array and the rows of it a worker owns.
-pub(crate) type Chunk<T, D> = (Rc<SharedArray<T, D>>, Range<usize>);
 
 /// What a worker process holds: its rank, the control segment, and the
 /// arrays it has attached (kept mapped across jobs, so a second job on the
@@ -46,108 +26,136 @@ pub(crate) struct WorkerEnv {
     cache: RefCell<HashMap<Identity, Rc<dyn Any>>>,
 }
 
+/// A job a one-job worker runs from its copy of the coordinator's memory.
+pub(crate) type Inherited<'j> = &'j (dyn Fn(&Input<'_>) -> Output + Sync);
+
 impl WorkerEnv {
-    pub(crate) fn new(rank: usize, control: Segment) -> WorkerEnv {
-        WorkerEnv {
+    /// The worker of `rank` over the control segment at `location`.
+    pub(crate) fn attach(rank: usize, location: &shmpar_core::Location) -> Option<WorkerEnv> {
+        // SAFETY: the worker hands out no view of the control segment's
+        // data; it reaches it only through `ControlView`, whose areas follow
+        // the posting protocol (see `control.rs`).
+        let control = unsafe { Segment::open_unchecked(location) }.ok()?;
+        ControlView::new(&control)?;
+        Some(WorkerEnv {
             rank,
             control,
             cache: RefCell::new(HashMap::new()),
-        }
+        })
     }
 
-    pub(crate) fn control(&self) -> &Control {
-        control_of(&self.control)
+    fn view(&self) -> ControlView<'_> {
+        // Checked in `attach`; the recorded sizes never change.
+        ControlView::new(&self.control).expect("the control segment was checked at attach")
     }
 
-    /// The barrier that separates a job's phases.
-    pub(crate) fn barrier(&self) -> Barrier<'_> {
+    fn barrier(&self) -> Barrier<'_> {
         self.control.barrier()
     }
 
-    /// The array `r` names, attached once and then kept, and the rows this
-    /// worker owns in a job of `workers`. On the first attach the worker
-    /// maps its rows' pages up front: one system call instead of a page
-    /// fault per 4 KiB, and all workers do it in parallel.
-    pub(crate) fn chunk_of<T: Element, D: Dimension + RemoveAxis + 'static>(
-        &self,
-        r: &ArrayRef,
-        workers: usize,
-    ) -> Result<Chunk<T, D>, Failure> {
-        if let Some(cached) = self.cache.borrow().get(&r.identity) {
-            if let Ok(array) = Rc::clone(cached).downcast::<SharedArray<T, D>>() {
-                let rows = chunk_range(array.rows(), workers, self.rank);
-                return Ok((array, rows));
+    /// The job's arrays, opened as `openers` say: from the cache when this
+    /// worker has them, else attached now, with this worker's rows (or the
+    /// whole array, for a whole argument) mapped up front — one system call
+    /// instead of a page fault per 4 KiB, all workers in parallel.
+    fn fetch(&self, desc: &JobDesc, openers: &[Opener]) -> Result<Vec<Rc<dyn Any>>, String> {
+        let refs = desc.arrays();
+        if refs.len() != openers.len() {
+            return Err(format!(
+                "the job names {} arrays, the kernel takes {}",
+                refs.len(),
+                openers.len()
+            ));
+        }
+        let mut out = Vec::with_capacity(refs.len());
+        for (r, opener) in refs.iter().zip(openers) {
+            let cached = self.cache.borrow().get(&r.identity).cloned();
+            if let Some(array) = cached.filter(|a| Any::type_id(&**a) == (opener.type_id)()) {
+                out.push(array);
+                continue;
             }
+            let location = r
+                .location()
+                .ok_or_else(|| String::from("corrupt array name in the job"))?;
+            // SAFETY: the worker builds views only through the job's kinds,
+            // which give concurrent workers disjoint rows to write, and the
+            // coordinator does not touch the arrays while the job runs.
+            let segment = unsafe { Segment::open_unchecked(&location) }.map_err(|e| e.to_string())?;
+            if Identity::of(&segment) != r.identity {
+                return Err(format!("{location} was replaced by another segment of the same name"));
+            }
+            let rows = segment.shape().first().copied().unwrap_or(1);
+            let row_bytes = if rows == 0 {
+                0
+            } else {
+                segment.layout().data_len / rows
+            };
+            let mine = if r.split != 0 {
+                chunk_range(rows, desc.workers as usize, self.rank)
+            } else {
+                0..rows
+            };
+            // Best effort: without it the first pass faults the pages in.
+            let _ = segment.prefault_range(mine.start * row_bytes, mine.len() * row_bytes);
+            let array = (opener.open)(segment).map_err(|e| e.to_string())?;
+            self.cache.borrow_mut().insert(r.identity, array.clone());
+            out.push(array);
         }
-        let location = r
-            .location()
-            .ok_or_else(|| Failure::failed("corrupt array name in the job".into()))?;
-        let array =
-            SharedArray::<T, D>::attach_location(&location).map_err(|e| Failure::failed(e.to_string()))?;
-        let (dev, ino) = array.segment().identity();
-        if (Identity { dev, ino }) != r.identity {
-            return Err(Failure::failed(format!(
-                "{location} was replaced by another segment of the same name"
-            )));
-        }
-        let rows = chunk_range(array.rows(), workers, self.rank);
-        // Best effort: without it the first pass faults the pages in.
-        let _ = array.prefault_rows(rows.clone());
-        let array = Rc::new(array);
-        self.cache.borrow_mut().insert(r.identity, array.clone());
-        Ok((array, rows))
+        Ok(out)
     }
 
     fn evict(&self, desc: &JobDesc) {
         let mut cache = self.cache.borrow_mut();
-        for identity in &desc.evict[..(desc.nevict as usize).min(desc.evict.len())] {
+        for identity in desc.evicted() {
             cache.remove(identity);
         }
     }
+
+    /// Runs this worker's share of the posted job with `runner`.
+    fn run(&self, desc: &JobDesc, run: impl FnOnce(&Input<'_>) -> Output) -> Output {
+        let barrier = self.barrier();
+        let view = self.view();
+        let fetch = |openers: &[Opener]| self.fetch(desc, openers);
+        let input = Input {
+            rank: self.rank,
+            workers: desc.workers as usize,
+            rows: desc.rows as usize,
+            steps: desc.steps as usize,
+            // SAFETY: between the post we acquired and our report; the
+            // coordinator writes parameters only while every worker is idle.
+            params: unsafe { view.params(desc.params_len) },
+            fetch: &fetch,
+            meet: Meet::Processes(&barrier),
+        };
+        run(&input)
+    }
 }
 
-/// The control block in a control segment's data.
-pub(crate) fn control_of(segment: &Segment) -> &Control {
-    debug_assert!(segment.layout().data_len >= size_of::<Control>());
-    // SAFETY: the control segment's data is at least `size_of::<Control>()`
-    // bytes (checked when the pool created or a worker attached it), page
-    // aligned, lives as long as `segment`, and all-zero bytes are a valid
-    // `Control`. Every field written after creation is an atomic, or the
-    // job descriptor, which is only written while no worker reads it.
-    unsafe { &*segment.data_ptr().cast::<Control>() }
+/// The runner and kernel a posted descriptor names.
+fn resolve(desc: &JobDesc) -> Result<(Runner, usize), Failure> {
+    match desc.how {
+        how::POINTER => {
+            // SAFETY: a persistent worker is a fork of the coordinator, so
+            // its image is the coordinator's at the same addresses, and the
+            // coordinator posted `runner::<S>` and a kernel of shape `S`.
+            let runner = unsafe { std::mem::transmute::<usize, Runner>(desc.runner as usize) };
+            Ok((runner, desc.kernel as usize))
+        }
+        how::NAME => {
+            let name = std::str::from_utf8(desc.key()).map_err(|_| Failure::failed("corrupt kernel name"))?;
+            let sig = std::str::from_utf8(desc.sig()).map_err(|_| Failure::failed("corrupt kernel signature"))?;
+            let entry = dispatch::by_name(name, sig).map_err(Failure::failed)?;
+            Ok((entry.runner, entry.kernel))
+        }
+        other => Err(Failure::failed(format!("unknown dispatch code {other}"))),
+    }
 }
 
-/// The runtime's anchor: job entry points travel as offsets from this
-/// function's address, which stay valid in a forked child (same addresses)
-/// and in a spawned one (same executable, shifted by ASLR as a whole).
-#[inline(never)]
-pub(crate) fn anchor() -> usize {
-    anchor as fn() -> usize as usize
-}
-
-/// The entry point at `offset` from the anchor.
-///
-/// # Safety
-/// `offset` must come from [`entry_offset`] in a process running the same
-/// executable.
-pub(crate) unsafe fn entry_at(offset: i64) -> Entry {
-    let address = (anchor() as i64).wrapping_add(offset) as usize;
-    // SAFETY: by the caller's promise `address` is the address of an
-    // `Entry` function in this executable.
-    unsafe { std::mem::transmute::<usize, Entry>(address) }
-}
-
-/// The offset of `entry` from the anchor.
-pub(crate) fn entry_offset(entry: Entry) -> i64 {
-    (entry as usize as i64).wrapping_sub(anchor() as i64)
-}
-
-/// Runs one job and reports it: status, slot, `done` count.
-fn run_one(env: &WorkerEnv, desc: &JobDesc, run: impl FnOnce() -> crate::job::Outcome) {
-    let control = env.control();
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(run));
-    let (code, payload) = match outcome {
-        Ok(Ok(bytes)) => (status::OK, bytes),
+/// Runs one job and reports it: slot, status, `done` count.
+fn report(env: &WorkerEnv, run: impl FnOnce() -> Output) {
+    let view = env.view();
+    let control = view.control();
+    let (code, payload) = match std::panic::catch_unwind(AssertUnwindSafe(run)) {
+        Ok(Ok(partials)) => (status::OK, crate::pool::control::encode_partials(&partials)),
         Ok(Err(failure)) => {
             env.barrier().poison();
             (failure.status, failure.message.into_bytes())
@@ -155,28 +163,32 @@ fn run_one(env: &WorkerEnv, desc: &JobDesc, run: impl FnOnce() -> crate::job::Ou
         Err(payload) if payload.is::<Aborted>() => (status::ABORTED, Vec::new()),
         Err(payload) => {
             env.barrier().poison();
-            (status::PANICKED, panic_message(&payload).into_bytes())
+            (status::PANICKED, panic_message(&*payload).into_bytes())
         }
     };
-    let (code, payload) = match env.control.write_slot(env.rank, &payload) {
-        Ok(()) => (code, payload),
-        Err(e) => {
+    // SAFETY: this worker is slot `rank`'s only writer and has not reported yet.
+    let code = match unsafe { view.write_slot(env.rank, &payload) } {
+        Ok(()) => code,
+        Err(len) => {
             env.barrier().poison();
-            let msg = e.to_string().into_bytes();
-            let _ = env
-                .control
-                .write_slot(env.rank, &msg[..msg.len().min(env.control.slot_capacity())]);
-            (status::FAILED, msg)
+            let message = format!(
+                "worker {} produced {len} bytes of results (or message), more than the {} bytes \
+                 its slot holds; raise PoolBuilder::partial_bytes",
+                env.rank,
+                view.slot_capacity()
+            );
+            let bytes = message.as_bytes();
+            // SAFETY: as above.
+            let _ = unsafe { view.write_slot(env.rank, &bytes[..bytes.len().min(view.slot_capacity())]) };
+            status::FAILED
         }
     };
-    drop(payload);
+    // Release: the coordinator acquires the status before it reads the slot.
     control.workers[env.rank].status.store(code, Ordering::Release);
-    control.done.word.fetch_add(1, Ordering::AcqRel);
-    control::wake_all(&control.done);
-    let _ = desc;
+    control.done.post();
 }
 
-fn panic_message(payload: &Box<dyn Any + Send>) -> String {
+fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -189,17 +201,18 @@ fn panic_message(payload: &Box<dyn Any + Send>) -> String {
 /// A persistent worker's life: wait for a post, run it, report; exit on
 /// shutdown. Never returns.
 pub(crate) fn serve(env: WorkerEnv, mut seen: u32) -> ! {
-    let control = env.control();
+    let view = env.view();
+    let control = view.control();
     control.workers[env.rank]
         .pid
         // Release: the coordinator's check-in wait acquires it.
         .store(sys::getpid() as u32, Ordering::Release);
     loop {
-        let Some(now) = control::wait_change(&control.post, seen, control::SPIN, None) else {
+        let Some(now) = control.post.wait_change(seen, SPIN, None) else {
             continue;
         };
         seen = now;
-        if control.shutdown.word.load(Ordering::Acquire) != 0 {
+        if control.shutdown.load() != 0 {
             sys::exit_now(0);
         }
         // SAFETY: the coordinator wrote the descriptor before its release
@@ -207,24 +220,24 @@ pub(crate) fn serve(env: WorkerEnv, mut seen: u32) -> ! {
         // write it again until every worker has reported `done`.
         let desc: &JobDesc = unsafe { &*control.job.get() };
         env.evict(desc);
-        // SAFETY: the coordinator runs the same executable and computed the
-        // offset with `entry_offset` from an `entry::<J>` instance.
-        let entry = unsafe { entry_at(desc.entry) };
-        // SAFETY: `entry` is an `entry::<J>` for a zero-sized `J` (the pool
-        // posts only those to persistent workers).
-        run_one(&env, desc, || unsafe { entry(&env, desc) });
+        report(&env, || {
+            let (runner, kernel) = resolve(desc)?;
+            // SAFETY: `resolve` found the runner and kernel in this image:
+            // posted addresses (same image after fork) or the registry.
+            env.run(desc, |input| unsafe { runner(input, kernel) })
+        });
     }
 }
 
 /// A one-job worker forked to run a kernel that captures variables: it
 /// runs `job` from its copy of the coordinator's memory and exits.
-pub(crate) fn run_once(env: WorkerEnv, job: &dyn crate::job::JobKind) -> ! {
-    let control = env.control();
+pub(crate) fn run_once(env: WorkerEnv, job: Inherited<'_>) -> ! {
+    let control = env.view().control();
     control.workers[env.rank]
         .pid
         .store(sys::getpid() as u32, Ordering::Relaxed);
     // SAFETY: written by the coordinator before the fork.
     let desc: &JobDesc = unsafe { &*control.job.get() };
-    run_one(&env, desc, || job.run(&env, desc));
+    report(&env, || env.run(desc, job));
     sys::exit_now(0)
 }

@@ -246,7 +246,7 @@ pub fn dispatch(workers: usize, jobs: usize) -> Res<Vec<DispatchRow>> {
     push("pool: map_reduce_with (persistent workers)", s);
     let k = black_box(1.0);
     let s = time_jobs((jobs / 40).max(5), &mut || {
-        pool.for_each_chunk(&mut a, move |mut c| c[0] += k)?;
+        pool.run_forked(&mut a, (), move |_, mut c, _| c[0] += k)?;
         Ok(())
     })?;
     push("pool: capturing closure (a fork per job)", s);

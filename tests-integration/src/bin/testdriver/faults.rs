@@ -196,7 +196,7 @@ fn check_recovery(
     data: &mut SharedArray<u64, Ix1>,
     probe: &SharedArray<u8, Ix1>,
 ) -> Result<(), String> {
-    let result = pool.for_each_chunk(data, |mut c| c.fill(7));
+    let result = pool.for_each_chunk(&mut *data, |mut c| c.fill(7));
     if health == PoolHealth::Broken {
         return match result {
             Err(Error::PoolBroken { .. }) => Ok(()),
@@ -278,7 +278,7 @@ fn fault_trial(
     let result = if capturing {
         let captured = plan.clone();
         s.pool
-            .for_each_chunk_with(&mut s.data, (), move |ctx, chunk, _: &()| {
+            .run_forked(&mut s.data, (), move |ctx, chunk, _: &()| {
                 fault_kernel(ctx, chunk, &captured)
             })
     } else {

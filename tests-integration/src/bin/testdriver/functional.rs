@@ -94,7 +94,7 @@ fn capturing_closure(pool: &Pool, prefix: &str, start: Start) -> Check {
     let mut a = SharedArray::<f64, Ix1>::create_with(&opts(prefix, "capture"), 10_007).map_err(e)?;
     let factor = 2.5;
     let table = [10.0, 20.0, 30.0];
-    let result = pool.for_each_chunk(&mut a, move |mut chunk| {
+    let result = pool.run_forked(&mut a, (), move |_ctx, mut chunk, _| {
         chunk.mapv_inplace(|x| x * factor + table[2]);
     });
     match (start, result) {
@@ -280,7 +280,7 @@ fn persistent_workers(pool: &Pool, prefix: &str, start: Start) -> Check {
     if start == Start::Fork {
         let offset = 0i32;
         let transient = pool
-            .map_reduce_with(
+            .map_reduce_forked(
                 &probe,
                 (),
                 move |ctx, _c, _: &()| Serde(vec![(ctx.rank(), std::process::id() as i32 + offset)]),
@@ -337,17 +337,20 @@ fn scope_cleanup(prefix: &str) -> Check {
     }
 }
 
-/// Argument errors: 0 workers, parameters over 16 KiB, a partial result
-/// larger than its slot; the pool works after each.
+/// Argument errors: 0 workers, parameters over the pool's parameter area,
+/// a partial result larger than its slot; the pool works after each.
 fn bad_arguments(pool: &Pool, prefix: &str, start: Start) -> Check {
     match Pool::builder().workers(0).start(start).build() {
         Err(Error::InvalidWorkers { requested: 0, .. }) => {}
         other => return Err(format!("0 workers gave {other:?}")),
     }
     let mut a = SharedArray::<u8, Ix1>::create_with(&opts(prefix, "args"), 999).map_err(e)?;
-    match pool.for_each_chunk_with(&mut a, Serde(vec![7u8; 20_000]), |_c, _x, _p| {}) {
-        Err(Error::TooLarge { size, max, .. }) if size > max && max == shmpar::MAX_PARAMS_BYTES => {}
-        other => return Err(format!("20 KB of parameters gave {other:?}")),
+    let too_many = shmpar::DEFAULT_PARAM_BYTES + 4000;
+    match pool.for_each_chunk_with(&mut a, Serde(vec![7u8; too_many]), |_c, _x, _p| {}) {
+        Err(Error::TooLarge {
+            size, max, setting, ..
+        }) if size > max && max == shmpar::DEFAULT_PARAM_BYTES && setting == "PoolBuilder::param_bytes" => {}
+        other => return Err(format!("{too_many} bytes of parameters gave {other:?}")),
     }
     match pool.map_reduce_with(&a, (), |_c, _x, _: &()| Serde(vec![1u8; 100_000]), |x, _y| x) {
         Err(Error::WorkerFailed {
@@ -374,7 +377,7 @@ fn fork_with_threads(prefix: &str) -> Check {
     let fork = Pool::builder().workers(2).build();
     let spawn = Pool::builder().workers(2).start(Start::Spawn).build();
     let result = match (fork, spawn) {
-        (Err(Error::ForkWithThreads { threads }), Ok(pool)) if threads >= 2 => {
+        (Err(Error::ForkWithThreads { threads }), Ok(pool)) if threads.is_none_or(|n| n >= 2) => {
             let mut a = SharedArray::<u32, Ix1>::create_with(&opts(prefix, "threads"), 77).map_err(e)?;
             pool.for_each_chunk(&mut a, |mut c| c.fill(5)).map_err(e)?;
             if a.view().iter().all(|&x| x == 5) {

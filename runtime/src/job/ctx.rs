@@ -1,0 +1,95 @@
+//! [`Ctx`]: what a kernel knows about where it runs.
+
+use std::ops::Range;
+
+/// Unwind payload of a worker that left a phase because the barrier was
+/// poisoned by another worker's failure; the worker reports "aborted".
+pub(crate) struct Aborted;
+
+/// How the workers of one job meet between phases.
+#[derive(Clone, Copy)]
+pub(crate) enum Meet<'a> {
+    /// Worker processes: the barrier in the control segment.
+    Processes(&'a shmpar_core::Barrier<'a>),
+    /// Threads: a barrier shared by the job's threads.
+    Threads(&'a std::sync::Barrier),
+    /// A single worker, or chunks run one after another: nothing to wait for.
+    Alone,
+}
+
+/// What a kernel knows about where it runs: its rank, the number of
+/// workers, the rows (axis 0) of the split it owns, and the barrier that
+/// separates phases.
+pub struct Ctx<'a> {
+    pub(crate) rank: usize,
+    pub(crate) workers: usize,
+    pub(crate) rows: Range<usize>,
+    pub(crate) step: usize,
+    pub(crate) meet: Meet<'a>,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("rank", &self.rank)
+            .field("workers", &self.workers)
+            .field("rows", &self.rows)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(rank: usize, workers: usize, rows: Range<usize>, meet: Meet<'a>) -> Ctx<'a> {
+        Ctx {
+            rank,
+            workers,
+            rows,
+            step: 0,
+            meet,
+        }
+    }
+
+    /// This worker's rank, `0..workers()`.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of workers in the job.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The rows (axis 0) of the job's split arrays that this call owns:
+    /// its views of split arguments are exactly these rows.
+    pub fn rows(&self) -> Range<usize> {
+        self.rows.clone()
+    }
+
+    /// The current step of a multi-step job (0 for single-step jobs).
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// Waits until every worker of the job has reached this point: the end
+    /// of one phase and the start of the next. Writes made before the
+    /// barrier are visible to every worker after it.
+    ///
+    /// If another worker failed (panicked, died), the barrier is poisoned:
+    /// this call then unwinds out of the kernel, and the job reports the
+    /// other worker's failure. Every worker must call `barrier` the same
+    /// number of times.
+    pub fn barrier(&self) {
+        let poisoned = match self.meet {
+            Meet::Processes(barrier) => barrier.wait().is_err(),
+            Meet::Threads(barrier) => {
+                barrier.wait();
+                false
+            }
+            Meet::Alone => false,
+        };
+        if poisoned {
+            std::panic::resume_unwind(Box::new(Aborted));
+        }
+    }
+}
