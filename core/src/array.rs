@@ -215,7 +215,10 @@ impl<T: Element, D: Dimension> SharedArray<T, D> {
         Ok(array)
     }
 
-    /// Wraps an open segment, checking its element type and rank.
+    /// Wraps an open segment, checking its element type and rank. A
+    /// segment from [`Segment::open_unchecked`] keeps the promise its
+    /// caller made there: this array is then one more handle of the same
+    /// bytes, and the views it hands out must keep to that promise.
     ///
     /// # Errors
     /// [`Error::DTypeMismatch`], [`Error::RankMismatch`].
