@@ -28,7 +28,10 @@ fn main() -> Result<(), shmpar::Error> {
     let n = 10_000_000;
     let mut a = SharedArray::<f64, _>::create(n)?;
     println!("{n} f64, {workers} workers, median of 5 runs\n");
-    println!("{:<10} {:>12} {:>12}  sum", "backend", "sqrt_abs", "sum");
+    println!(
+        "{:<10} {:>14} {:>14}  {}",
+        "backend", "sqrt_abs time", "sum time", "sum (value)"
+    );
     let mut sums = Vec::new();
     for backend in &backends {
         let (mut maps, mut reduces, mut sum) = (Vec::new(), Vec::new(), 0.0);
@@ -50,7 +53,7 @@ fn main() -> Result<(), shmpar::Error> {
             reduces.push(t.elapsed());
         }
         println!(
-            "{:<10} {:>12?} {:>12?}  {sum}",
+            "{:<10} {:>14?} {:>14?}  {sum}",
             backend.kind().name(),
             median(maps),
             median(reduces)

@@ -19,7 +19,7 @@
 //! [`set_simd_level`]; the tests check this.
 //!
 //! AVX-512 is not used: enabling `avx512f` in `#[target_feature]` needs Rust
-//! 1.89 while the workspace promises 1.85, and the kernels that matter are
+//! 1.89 while the workspace promises 1.87 (`rust-version` in Cargo.toml), and the kernels that matter are
 //! memory-bound at the sizes where the runtime is worth using.
 
 #[cfg(target_arch = "x86_64")]

@@ -7,7 +7,9 @@
 //! `worker.rs` is the worker's loop, `launch.rs` how a worker process
 //! starts, `control.rs` the control segment's layout.
 
+mod builder;
 mod control;
+mod forked;
 mod launch;
 mod post;
 mod supervise;
@@ -21,93 +23,17 @@ use shmpar_core::{DType, Element, Segment, SegmentOptions, SharedArray};
 
 use crate::dispatch::{MapShape, PlainMapShape, PlainRunShape, RunShape, StepShape};
 use crate::error::{Error, Result};
-use crate::job::{self, Args, Ctx, Kind, RowsOf, StepFn};
+use crate::job::{self, Args, Kind, RowsOf, StepFn};
 use crate::transfer::Transfer;
 use control::{ControlView, JobDesc, MAX_WORKERS};
 use post::{Job, Via};
 use supervise::Inner;
 
 pub use control::{DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_WORKERS as MAX_POOL_WORKERS};
+use builder::MAX_AREA;
+
+pub use builder::PoolBuilder;
 pub use launch::{Start, init};
-
-/// Builds a [`Pool`].
-#[derive(Clone, Debug)]
-pub struct PoolBuilder {
-    workers: Option<usize>,
-    start: Start,
-    allow_threads: bool,
-    partial_bytes: usize,
-    param_bytes: usize,
-}
-
-impl Default for PoolBuilder {
-    fn default() -> Self {
-        PoolBuilder {
-            workers: None,
-            start: Start::Fork,
-            allow_threads: false,
-            partial_bytes: DEFAULT_PARTIAL_BYTES,
-            param_bytes: DEFAULT_PARAM_BYTES,
-        }
-    }
-}
-
-/// The largest parameter or partial-result area a pool may reserve.
-const MAX_AREA: usize = 1 << 30;
-
-impl PoolBuilder {
-    /// Number of worker processes (default: the CPUs this process may use).
-    pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = Some(workers);
-        self
-    }
-
-    /// How workers start (default [`Start::Fork`]).
-    pub fn start(mut self, start: Start) -> Self {
-        self.start = start;
-        self
-    }
-
-    /// Room for one worker's encoded partial results of a reduction, in
-    /// bytes (default [`DEFAULT_PARTIAL_BYTES`]). A larger partial fails
-    /// the job with a message that names this setting.
-    pub fn partial_bytes(mut self, bytes: usize) -> Self {
-        self.partial_bytes = bytes;
-        self
-    }
-
-    /// Room for a job's encoded parameters, in bytes (default
-    /// [`DEFAULT_PARAM_BYTES`]). Larger parameters are refused with
-    /// [`Error::TooLarge`] naming this setting.
-    pub fn param_bytes(mut self, bytes: usize) -> Self {
-        self.param_bytes = bytes;
-        self
-    }
-
-    /// Lets the pool fork although the process runs other threads.
-    ///
-    /// # Safety
-    /// - While the pool forks (at start, when it replaces a worker, and for
-    ///   each [`Pool::run_forked`] job), no other thread of this process
-    ///   may hold a lock that the worker or the kernel will take in the
-    ///   child: such a lock stays held forever there. glibc's `malloc` is
-    ///   made fork-safe by glibc itself; `stdout`/`stderr` locks, `Mutex`es
-    ///   of your own, and other allocators may not be.
-    pub unsafe fn allow_threads(mut self) -> Self {
-        self.allow_threads = true;
-        self
-    }
-
-    /// Starts the workers.
-    ///
-    /// # Errors
-    /// [`Error::InvalidWorkers`], [`Error::ForkWithThreads`],
-    /// [`Error::Start`], [`Error::SpawnMismatch`], [`Error::TooLarge`] for
-    /// areas over 1 GiB, and segment errors for the control segment.
-    pub fn build(self) -> Result<Pool> {
-        Pool::start(self)
-    }
-}
 
 /// A pool of worker processes over shared memory.
 ///
@@ -413,64 +339,6 @@ impl Pool {
             steps: steps as u64,
         };
         self.submit(&(&*a, &*b), job).map(drop)
-    }
-
-    /// Like [`run`](Self::run), for a kernel that captures variables: each
-    /// job forks one-job workers that inherit the closure and what it
-    /// captured, as they were at the call. Slower than the persistent
-    /// workers (a fork per worker per job); fork pools only.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), shmpar::Error> {
-    /// let pool = shmpar::Pool::builder().workers(2).build()?;
-    /// let mut a = shmpar::SharedArray::<f64, _>::create(8)?;
-    /// let table = vec![1.0, 2.0, 3.0]; // a capture
-    /// pool.run_forked(&mut a, (), |_ctx, mut chunk, _| chunk.fill(table.iter().sum()))?;
-    /// assert!(a.view().iter().all(|&x| x == 6.0));
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::CapturingKernel`] on a spawn pool,
-    /// [`Error::ForkWithThreads`], and as [`run`](Self::run).
-    pub fn run_forked<A, P, F>(&self, args: A, params: P, f: F) -> Result<()>
-    where
-        A: Args,
-        P: Transfer,
-        F: Fn(&Ctx<'_>, <A::Kind as Kind>::Views<'_>, &P) + Sync,
-    {
-        let body = |input: &crate::dispatch::Input<'_>| -> crate::dispatch::Output {
-            RunShape::<A::Kind, P>::run_with(input, |ctx, views, p| f(ctx, views, p))
-        };
-        let job = Job {
-            via: Via::Inherited(&body),
-            params: post::encode(&params)?,
-            steps: 1,
-        };
-        self.submit(&args, job).map(drop)
-    }
-
-    /// [`map_reduce_with`](Self::map_reduce_with) for a map that captures
-    /// variables, on one-job forked workers as [`run_forked`](Self::run_forked).
-    ///
-    /// # Errors
-    /// As [`run_forked`](Self::run_forked).
-    pub fn map_reduce_forked<A, P, R, M>(&self, args: A, params: P, map: M, combine: impl FnMut(R, R) -> R) -> Result<R>
-    where
-        A: Args,
-        P: Transfer,
-        R: Transfer,
-        M: Fn(&Ctx<'_>, <A::Kind as Kind>::Views<'_>, &P) -> R + Sync,
-    {
-        let body = |input: &crate::dispatch::Input<'_>| -> crate::dispatch::Output {
-            MapShape::<A::Kind, P, R>::run_with(input, |ctx, views, p| map(ctx, views, p))
-        };
-        let job = Job {
-            via: Via::Inherited(&body),
-            params: post::encode(&params)?,
-            steps: 1,
-        };
-        post::combine(self.submit(&args, job)?, combine)
     }
 }
 
