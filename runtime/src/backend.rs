@@ -10,7 +10,9 @@ use shmpar_core::{Element, SharedArray};
 
 use crate::error::{Error, Result};
 use crate::job::args::{self, ArgRef};
-use crate::job::{Args, Ctx, Kind, Meet, Share, StepFn};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::job::{Args, Ctx, Kind, Meet, Schedule, Share, StepFn};
 use crate::pool::{Pool, PoolBuilder};
 use crate::transfer::Transfer;
 
@@ -246,7 +248,7 @@ impl Backend {
         crate::job::check_buffers(a, b)?;
         let arrays: [&dyn Any; 2] = [&*a, &*b];
         let rows = a.rows();
-        self.each_share(rows, &arrays, |share| {
+        self.each_share(rows, &arrays, Schedule::Static, |share| {
             // SAFETY: one share per rank of `self.workers` (`each_share`),
             // two different segments (checked above), and `a` and `b` are
             // borrowed mutably for the whole job.
@@ -264,9 +266,10 @@ impl Backend {
     ) -> Result<Vec<O>> {
         let mut described: Vec<ArgRef<'_>> = Vec::new();
         args.describe(&mut described);
-        let rows = args::check(&described)?;
+        let schedule = args.schedule();
+        let rows = args::check(&described, schedule)?;
         let arrays: Vec<&dyn Any> = described.iter().map(|a| a.array).collect();
-        let out = self.each_share(rows, &arrays, |share| {
+        let out = self.each_share(rows, &arrays, schedule, |share| {
             // SAFETY: one share per rank of `self.workers` (`each_share`),
             // and `args` holds the borrows of the arrays for the whole job.
             unsafe { share.run::<A::Kind, O>(&call) }
@@ -282,9 +285,13 @@ impl Backend {
         &self,
         rows: usize,
         arrays: &[&dyn Any],
+        schedule: Schedule,
         body: impl Fn(&Share<'_>) -> std::result::Result<O, String> + Sync,
     ) -> Result<Vec<O>> {
         let n = self.workers;
+        let plan = schedule.plan(rows, n);
+        let next = AtomicUsize::new(0);
+        let claim = || next.fetch_add(1, Ordering::Relaxed);
         let results: Vec<std::result::Result<O, String>> = match &self.engine {
             Engine::Threads(threads) => {
                 let barrier = std::sync::Barrier::new(n);
@@ -297,6 +304,8 @@ impl Backend {
                         rows,
                         arrays: arrays.0,
                         meet: Meet::Threads(&barrier),
+                        plan: &plan,
+                        claim: &claim,
                     })
                 })
             }
@@ -308,6 +317,8 @@ impl Backend {
                         rows,
                         arrays,
                         meet: Meet::Alone,
+                        plan: &plan,
+                        claim: &claim,
                     })
                 })
                 .collect(),

@@ -140,6 +140,13 @@ pub enum Error {
         setting: &'static str,
     },
 
+    /// A schedule that cannot divide the job's rows.
+    #[error("invalid schedule: {reason}")]
+    InvalidSchedule {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// Arrays passed to one job do not fit together.
     #[error("the arrays of this job do not match: {reason}")]
     Mismatch {

@@ -18,7 +18,7 @@ use ndarray::{Dimension, RemoveAxis};
 use shmpar_core::Element;
 
 use crate::job::args::Opener;
-use crate::job::{Ctx, Kind, Meet, RowsOf, Share, StepFn};
+use crate::job::{Ctx, Kind, Meet, Plan, RowsOf, Share, StepFn};
 use crate::transfer::Transfer;
 
 pub use registry::{Entry, Registration};
@@ -71,6 +71,8 @@ pub struct Input<'e> {
     /// opened as the given opener says.
     pub(crate) fetch: &'e dyn Fn(&[Opener]) -> Result<Vec<Rc<dyn Any>>, String>,
     pub(crate) meet: Meet<'e>,
+    pub(crate) plan: &'e Plan,
+    pub(crate) claim: &'e (dyn Fn() -> usize + Sync),
 }
 
 impl Input<'_> {
@@ -85,7 +87,7 @@ impl Input<'_> {
     }
 
     /// Runs `call` on this worker's share of the job's arrays.
-    fn share<K: Kind, O>(&self, call: impl for<'a> FnOnce(&'a Ctx<'_>, K::Views<'a>) -> O) -> Result<Vec<(u32, O)>, Failure> {
+    fn share<K: Kind, O>(&self, call: impl for<'a> Fn(&'a Ctx<'_>, K::Views<'a>) -> O) -> Result<Vec<(u32, O)>, Failure> {
         let arrays = self.arrays::<K>()?;
         let refs: Vec<&dyn Any> = arrays.iter().map(|a| &**a).collect();
         let share = Share {
@@ -94,6 +96,8 @@ impl Input<'_> {
             rows: self.rows,
             arrays: &refs,
             meet: self.meet,
+            plan: self.plan,
+            claim: self.claim,
         };
         // SAFETY: the pool gives each concurrent worker a distinct rank of
         // the same worker count, and the coordinator holds the job's
@@ -262,6 +266,8 @@ where
             rows: input.rows,
             arrays: &refs,
             meet: input.meet,
+            plan: input.plan,
+            claim: input.claim,
         };
         // SAFETY: distinct ranks of one worker count (the pool's posting),
         // two different segments (checked by the coordinator before it

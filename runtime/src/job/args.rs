@@ -24,7 +24,7 @@ use std::rc::Rc;
 use ndarray::{ArrayView, ArrayViewMut, Axis, Dimension, RemoveAxis};
 use shmpar_core::{Element, Segment, SharedArray};
 
-use crate::job::Ctx;
+use crate::job::{Ctx, Schedule};
 
 /// How a worker turns an attached segment into the typed array an argument
 /// needs.
@@ -35,7 +35,7 @@ pub struct Opener {
     pub(crate) open: fn(Segment) -> Result<Rc<dyn Any>, shmpar_core::Error>,
 }
 
-fn opener<T: Element, D: Dimension + 'static>() -> Opener {
+pub(crate) fn opener<T: Element, D: Dimension + 'static>() -> Opener {
     Opener {
         type_id: TypeId::of::<SharedArray<T, D>>,
         open: |segment| Ok(Rc::new(SharedArray::<T, D>::from_segment(segment)?)),
@@ -51,7 +51,7 @@ pub struct ArgRef<'s> {
     pub(crate) split: bool,
 }
 
-mod sealed {
+pub(crate) mod sealed {
     /// Only this crate's kinds: their kernel types are `fn` pointers.
     pub trait Sealed {}
 }
@@ -136,6 +136,12 @@ pub trait Args {
     /// Appends each argument's description, in order.
     #[doc(hidden)]
     fn describe<'s>(&'s self, out: &mut Vec<ArgRef<'s>>);
+
+    /// How the job divides its rows: [`Schedule::Static`] unless the
+    /// arguments come from [`Schedule::on`].
+    fn schedule(&self) -> Schedule {
+        Schedule::Static
+    }
 }
 
 /// Maps the views a kernel is declared with back to their [`Kind`], so that
@@ -199,7 +205,7 @@ impl<'a, T, D: Dimension> Deref for WholeView<'a, T, D> {
     }
 }
 
-fn next_array<'a, T: Element, D: Dimension + 'static>(
+pub(crate) fn next_array<'a, T: Element, D: Dimension + 'static>(
     arrays: &mut std::slice::Iter<'_, &'a dyn Any>,
 ) -> Result<&'a SharedArray<T, D>, String> {
     let any: &'a dyn Any = *arrays
@@ -333,7 +339,7 @@ impl<T: Element, D: Dimension + 'static> Kind for WholeOf<T, D> {
     }
 }
 
-fn describe_one<'s, T: Element, D: Dimension + 'static>(array: &'s SharedArray<T, D>, split: bool) -> ArgRef<'s> {
+pub(crate) fn describe_one<'s, T: Element, D: Dimension + 'static>(array: &'s SharedArray<T, D>, split: bool) -> ArgRef<'s> {
     ArgRef {
         segment: array.segment(),
         array,
@@ -439,8 +445,13 @@ tuple_args!(A B C E F G);
 /// The row count every split argument shares, after checking the
 /// arguments: at least one split argument, equal row counts, no 0-dimensional
 /// split argument, and no segment twice.
-pub(crate) fn check(args: &[ArgRef<'_>]) -> crate::Result<usize> {
+pub(crate) fn check(args: &[ArgRef<'_>], schedule: Schedule) -> crate::Result<usize> {
     let mismatch = |reason: String| crate::Error::Mismatch { reason };
+    if schedule == (Schedule::Dynamic { rows: 0 }) {
+        return Err(crate::Error::InvalidSchedule {
+            reason: "Schedule::Dynamic needs chunks of at least one row".into(),
+        });
+    }
     let mut rows = None;
     for (i, arg) in args.iter().enumerate() {
         if args[..i].iter().any(|a| a.segment.identity() == arg.segment.identity()) {

@@ -25,6 +25,10 @@ pub struct Ctx<'a> {
     pub(crate) workers: usize,
     pub(crate) rows: Range<usize>,
     pub(crate) step: usize,
+    pub(crate) chunk: usize,
+    /// Whether chunks are claimed (dynamic, guided): then workers run
+    /// different numbers of chunks and may not meet at a barrier.
+    pub(crate) claimed: bool,
     pub(crate) meet: Meet<'a>,
 }
 
@@ -46,6 +50,8 @@ impl<'a> Ctx<'a> {
             workers,
             rows,
             step: 0,
+            chunk: rank,
+            claimed: false,
             meet,
         }
     }
@@ -66,6 +72,13 @@ impl<'a> Ctx<'a> {
         self.rows.clone()
     }
 
+    /// The index of the chunk this call runs: the worker's rank under
+    /// [`Schedule::Static`](crate::Schedule::Static), the claimed chunk's
+    /// index under the others. Partial results combine in this order.
+    pub fn chunk(&self) -> usize {
+        self.chunk
+    }
+
     /// The current step of a multi-step job (0 for single-step jobs).
     pub fn step(&self) -> usize {
         self.step
@@ -79,7 +92,17 @@ impl<'a> Ctx<'a> {
     /// this call then unwinds out of the kernel, and the job reports the
     /// other worker's failure. Every worker must call `barrier` the same
     /// number of times.
+    ///
+    /// # Panics
+    /// Under a schedule other than [`Schedule::Static`](crate::Schedule::Static),
+    /// where workers run different numbers of chunks and could never all
+    /// meet: the job then fails with this message instead of hanging.
     pub fn barrier(&self) {
+        assert!(
+            !self.claimed,
+            "Ctx::barrier needs Schedule::Static: under a dynamic or guided schedule workers run \
+             different numbers of chunks and cannot all meet at a barrier"
+        );
         let poisoned = match self.meet {
             Meet::Processes(barrier) => barrier.wait().is_err(),
             Meet::Threads(barrier) => {

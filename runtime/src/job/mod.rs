@@ -8,6 +8,8 @@
 
 pub mod args;
 mod ctx;
+mod locked;
+mod schedule;
 
 use std::any::Any;
 use std::ops::Range;
@@ -17,6 +19,9 @@ use shmpar_core::chunk::chunk_range;
 use shmpar_core::{Element, SharedArray};
 
 pub use args::{Args, Kind, RowsMutOf, RowsOf, ViewsKind, Whole, WholeOf, WholeView, whole};
+pub use locked::{Locked, LockedGuard, LockedOf, LockedView, locked};
+pub use schedule::{Schedule, Scheduled};
+pub(crate) use schedule::Plan;
 pub(crate) use ctx::{Aborted, Meet};
 pub use ctx::Ctx;
 
@@ -24,7 +29,7 @@ pub use ctx::Ctx;
 pub type StepFn<T, D, P> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayView<'a, T, D>, ArrayViewMut<'a, T, D>, &'p P);
 
 /// One worker's share of a job: who it is, the job's arrays in this
-/// process (argument order), and how it meets the others.
+/// process (argument order), its chunks, and how it meets the others.
 pub(crate) struct Share<'e> {
     pub(crate) rank: usize,
     pub(crate) workers: usize,
@@ -32,31 +37,54 @@ pub(crate) struct Share<'e> {
     pub(crate) rows: usize,
     pub(crate) arrays: &'e [&'e dyn Any],
     pub(crate) meet: Meet<'e>,
+    pub(crate) plan: &'e Plan,
+    /// The next unclaimed chunk of a claimed plan (an atomic counter the
+    /// job's workers share).
+    pub(crate) claim: &'e (dyn Fn() -> usize + Sync),
 }
 
 impl<'e> Share<'e> {
-    /// This worker's rows of the split.
+    /// This worker's rows of a static split.
     pub(crate) fn own_rows(&self) -> Range<usize> {
         chunk_range(self.rows, self.workers, self.rank)
     }
 
-    /// Runs `call` on this worker's views of the job's arguments, with its
-    /// context; returns what it returns, tagged with its chunk index (the
-    /// order in which partial results combine).
+    /// Runs `call` on this worker's chunks of the job's arguments, each
+    /// with its context; returns what each call returned, tagged with its
+    /// chunk index (the order in which partial results combine).
     ///
     /// # Safety
     /// - Every worker running this job concurrently has a distinct `rank`
-    ///   of the same `workers` (so split rows never overlap), and the
-    ///   arrays are not otherwise accessed while the job runs.
+    ///   of the same `workers` and shares the same `claim` counter (so no
+    ///   chunk runs twice and split rows never overlap), and the arrays are
+    ///   not otherwise accessed while the job runs.
     pub(crate) unsafe fn run<K: Kind, O>(
         &self,
-        call: impl for<'a> FnOnce(&'a Ctx<'_>, K::Views<'a>) -> O,
+        call: impl for<'a> Fn(&'a Ctx<'_>, K::Views<'a>) -> O,
     ) -> Result<Vec<(u32, O)>, String> {
-        let rows = self.own_rows();
-        let ctx = Ctx::new(self.rank, self.workers, rows.clone(), self.meet);
-        // SAFETY: the caller's promise: disjoint rows, no other access.
-        let out = unsafe { call_on::<K, O>(self.arrays, &ctx, rows, call)? };
-        Ok(vec![(self.rank as u32, out)])
+        let mut out = Vec::new();
+        let mut one = |chunk: usize| -> Result<(), String> {
+            let rows = self.plan.chunks[chunk].clone();
+            let mut ctx = Ctx::new(self.rank, self.workers, rows.clone(), self.meet);
+            ctx.chunk = chunk;
+            ctx.claimed = self.plan.claimed;
+            // SAFETY: the caller's promise: disjoint rows, no other access.
+            let value = unsafe { call_on::<K, O>(self.arrays, &ctx, rows, &call)? };
+            out.push((chunk as u32, value));
+            Ok(())
+        };
+        if self.plan.claimed {
+            loop {
+                let chunk = (self.claim)();
+                if chunk >= self.plan.chunks.len() {
+                    break;
+                }
+                one(chunk)?;
+            }
+        } else if self.rank < self.plan.chunks.len() {
+            one(self.rank)?;
+        }
+        Ok(out)
     }
 
     /// Runs `steps` double-buffer steps: each reads all of one array and
@@ -105,7 +133,7 @@ unsafe fn call_on<'s, K: Kind, O>(
     arrays: &'s [&'s dyn Any],
     ctx: &'s Ctx<'_>,
     rows: Range<usize>,
-    call: impl FnOnce(&'s Ctx<'_>, K::Views<'s>) -> O,
+    call: &impl Fn(&'s Ctx<'_>, K::Views<'s>) -> O,
 ) -> Result<O, String> {
     // SAFETY: forwarded from the caller.
     let views = unsafe { K::views(&mut arrays.iter(), rows)? };

@@ -140,6 +140,9 @@ pub(crate) struct JobDesc {
     pub(crate) sig: [u8; SIG_MAX],
     pub(crate) narrays: u32,
     pub(crate) nevict: u32,
+    /// [`crate::Schedule`] as (kind, rows per chunk).
+    pub(crate) schedule: u32,
+    pub(crate) schedule_rows: u64,
     pub(crate) arrays: [ArrayRef; MAX_ARRAYS],
     pub(crate) evict: [Identity; EVICT_MAX],
     pub(crate) params_len: u64,
@@ -160,6 +163,8 @@ impl JobDesc {
             sig: [0; SIG_MAX],
             narrays: 0,
             nevict: 0,
+            schedule: 0,
+            schedule_rows: 0,
             arrays: [ArrayRef::EMPTY; MAX_ARRAYS],
             evict: [Identity::default(); EVICT_MAX],
             params_len: 0,
@@ -193,6 +198,11 @@ pub(crate) struct WorkerLine {
     pub(crate) pid: AtomicU32,
 }
 
+/// A counter on a cache line of its own.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub(crate) struct Counter(pub(crate) AtomicU32);
+
 /// The control block at the start of the control segment's data.
 #[repr(C)]
 pub(crate) struct Control {
@@ -202,6 +212,9 @@ pub(crate) struct Control {
     pub(crate) done: Event,
     /// Non-zero: workers exit at the next post.
     pub(crate) shutdown: Event,
+    /// The next chunk to claim under a dynamic or guided schedule; reset
+    /// by the coordinator with each job.
+    pub(crate) next_chunk: Counter,
     /// Sizes of the areas after the block, written before any worker starts.
     pub(crate) param_bytes: AtomicU32,
     pub(crate) slot_bytes: AtomicU32,

@@ -9,6 +9,7 @@ use shmpar_core::segment::Location;
 
 use crate::dispatch::{self, Input, Output, Shape, status};
 use crate::error::{Error, Result};
+use crate::job::Schedule;
 use crate::job::args::{self, Args};
 use crate::pool::control::{self, ArrayRef, ControlView, EVICT_MAX, Identity, KEY_MAX, SIG_MAX, how};
 use crate::pool::supervise::Inner;
@@ -59,7 +60,8 @@ impl Inner {
         }
         let mut described = Vec::new();
         args.describe(&mut described);
-        let rows = args::check(&described)?;
+        let schedule = args.schedule();
+        let rows = args::check(&described, schedule)?;
         if described.len() > control::MAX_ARRAYS {
             return Err(Error::Mismatch {
                 reason: format!("a job takes at most {} arrays", control::MAX_ARRAYS),
@@ -73,7 +75,7 @@ impl Inner {
             }
             check_fork(self.allow_threads)?;
         }
-        self.prepare(&segments, &job, rows, workers)?;
+        self.prepare(&segments, &job, rows, workers, schedule)?;
         let transient_pids = match job.via {
             Via::Inherited(body) => {
                 // SAFETY: checked single-threaded (or vouched for) above.
@@ -94,7 +96,14 @@ impl Inner {
     /// Writes the job descriptor and parameters and resets the per-job
     /// words. Every worker is idle here: the previous job ended with all
     /// of them done.
-    fn prepare(&mut self, arrays: &[(&Segment, bool)], job: &Job<'_>, rows: usize, n: usize) -> Result<()> {
+    fn prepare(
+        &mut self,
+        arrays: &[(&Segment, bool)],
+        job: &Job<'_>,
+        rows: usize,
+        n: usize,
+        schedule: Schedule,
+    ) -> Result<()> {
         if self.control.barrier().is_poisoned() {
             self.control.barrier().reset(n as u32)?;
         }
@@ -138,6 +147,7 @@ impl Inner {
             Via::Inherited(_) => desc.how = how::INHERITED,
         }
         desc.workers = n as u32;
+        (desc.schedule, desc.schedule_rows) = schedule.encode();
         desc.steps = job.steps;
         desc.rows = rows as u64;
         desc.narrays = arrays.len() as u32;
@@ -156,6 +166,7 @@ impl Inner {
         unsafe { view.write_params(&job.params) };
         let control = view.control();
         control.done.store(0);
+        control.next_chunk.0.store(0, Ordering::Relaxed);
         for line in &control.workers[..n] {
             line.status.store(status::PENDING, Ordering::Relaxed);
         }

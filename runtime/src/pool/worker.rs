@@ -13,7 +13,7 @@ use shmpar_core::{Barrier, Segment};
 
 use crate::dispatch::{self, Failure, Input, Output, Runner, status};
 use crate::job::args::Opener;
-use crate::job::{Aborted, Meet};
+use crate::job::{Aborted, Meet, Schedule};
 use crate::pool::control::{ControlView, Identity, JobDesc, SPIN, how};
 use crate::sys;
 
@@ -115,6 +115,13 @@ impl WorkerEnv {
         let barrier = self.barrier();
         let view = self.view();
         let fetch = |openers: &[Opener]| self.fetch(desc, openers);
+        let schedule = Schedule::decode(desc.schedule, desc.schedule_rows)
+            .ok_or_else(|| Failure::failed("corrupt schedule in the job"))?;
+        let plan = schedule.plan(desc.rows as usize, desc.workers as usize);
+        let counter = &view.control().next_chunk.0;
+        // Relaxed: the claim only has to be unique; the data a chunk reads
+        // was published by the post, and its results by each worker's report.
+        let claim = || counter.fetch_add(1, Ordering::Relaxed) as usize;
         let input = Input {
             rank: self.rank,
             workers: desc.workers as usize,
@@ -125,6 +132,8 @@ impl WorkerEnv {
             params: unsafe { view.params(desc.params_len) },
             fetch: &fetch,
             meet: Meet::Processes(&barrier),
+            plan: &plan,
+            claim: &claim,
         };
         run(&input)
     }
