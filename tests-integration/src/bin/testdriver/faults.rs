@@ -123,6 +123,66 @@ fn fault_kernel(ctx: &Ctx<'_>, mut chunk: ArrayViewMut1<'_, u64>, plan: &Plan) {
     }
 }
 
+/// [`fault_kernel`] on the persistent workers (of either start): the plan
+/// travels as the parameters.
+fn fault_job(ctx: &Ctx, chunk: ArrayViewMut1<u64>, Serde(plan): &Serde<Plan>) {
+    fault_kernel(ctx, chunk, plan);
+}
+shmpar::register_kernel!(fault_job: fn(&Ctx, ArrayViewMut1<u64>, &Serde<Plan>));
+
+fn fill_u64(_ctx: &Ctx, mut chunk: ArrayViewMut1<u64>, value: &u64) {
+    chunk.fill(*value);
+}
+shmpar::register_kernel!(fill_u64: fn(&Ctx, ArrayViewMut1<u64>, &u64));
+
+/// Adds 1 to its rows every millisecond for `ms` milliseconds: a job that
+/// outlasts the kill that ends it.
+fn hold_kernel(ctx: &Ctx, mut chunk: ArrayViewMut1<u64>, ms: &u64) {
+    for _ in 0..*ms {
+        chunk.mapv_inplace(|x| x + 1);
+        std::thread::sleep(Duration::from_millis(1));
+        if ctx.rank() == usize::MAX {
+            ctx.barrier();
+        }
+    }
+}
+shmpar::register_kernel!(hold_kernel: fn(&Ctx, ArrayViewMut1<u64>, &u64));
+
+/// The array whose element 0 receives the moment of the fault. Nothing in
+/// the coordinator holds it while a job runs: a process holds one handle
+/// per segment, and a forked worker inherits the coordinator's record of
+/// its handles, so a forked one-job worker (a capturing kernel) or a
+/// replacement worker could not attach an array the coordinator holds
+/// (`AlreadyOpen`). It is kept by name and removed when this drops.
+struct Stamp {
+    name: String,
+}
+
+impl Stamp {
+    fn create(name: &str) -> Result<Stamp, String> {
+        let options = SegmentOptions::new().name(name).persist(true);
+        SharedArray::<u64, Ix1>::create_with(&options, 1).map_err(|e| format!("stamp: {e}"))?;
+        Ok(Stamp {
+            name: name.to_owned(),
+        })
+    }
+
+    /// The stamped moment, 0 if none.
+    fn read(&self) -> Result<u64, String> {
+        let stamp =
+            SharedArray::<u64, Ix1>::attach(&self.name).map_err(|e| format!("read the stamp: {e}"))?;
+        Ok(stamp.view()[0])
+    }
+}
+
+impl Drop for Stamp {
+    fn drop(&mut self) {
+        if let Ok(mut segment) = shmpar::Segment::open(&self.name) {
+            let _ = segment.unlink();
+        }
+    }
+}
+
 fn expected_cause(fault: Fault) -> fn(&Cause) -> bool {
     match fault {
         Fault::Kill => |c| *c == Cause::Signaled(libc::SIGKILL),
@@ -196,7 +256,7 @@ fn check_recovery(
     data: &mut SharedArray<u64, Ix1>,
     probe: &SharedArray<u8, Ix1>,
 ) -> Result<(), String> {
-    let result = pool.for_each_chunk(&mut *data, |mut c| c.fill(7));
+    let result = pool.run(&mut *data, 7u64, fill_u64);
     if health == PoolHealth::Broken {
         return match result {
             Err(Error::PoolBroken { .. }) => Ok(()),
@@ -221,7 +281,7 @@ struct Setup {
     pool: Pool,
     probe: SharedArray<u8, Ix1>,
     data: SharedArray<u64, Ix1>,
-    stamp: SharedArray<u64, Ix1>,
+    stamp: Stamp,
     pids: Vec<i32>,
 }
 
@@ -234,7 +294,7 @@ fn setup(prefix: &str, workers: usize, rows: usize, start: Start) -> Result<Setu
     let name = |s: &str| SegmentOptions::new().name(&format!("{prefix}{s}"));
     let probe = SharedArray::create_with(&name("probe"), 64).map_err(|e| e.to_string())?;
     let data = SharedArray::create_with(&name("data"), rows).map_err(|e| e.to_string())?;
-    let stamp = SharedArray::create_with(&name("stamp"), 1).map_err(|e| e.to_string())?;
+    let stamp = Stamp::create(&format!("{prefix}stamp"))?;
     let pids = pool_pids(&pool, &probe).map_err(|e| format!("pid job: {e}"))?;
     Ok(Setup {
         pool,
@@ -256,7 +316,7 @@ fn fault_trial(
     external_delay_us: Option<u64>,
 ) -> Result<Option<f64>, String> {
     let mut s = setup(prefix, workers, rows, start)?;
-    plan.stamp = s.stamp.name();
+    plan.stamp = s.stamp.name.clone();
     let mut killer = match external_delay_us {
         Some(delay) => Some(
             Command::new("/proc/self/exe")
@@ -277,15 +337,11 @@ fn fault_trial(
     let started = Instant::now();
     let result = if capturing {
         let captured = plan.clone();
-        s.pool
-            .run_forked(&mut s.data, (), move |ctx, chunk, _: &()| {
-                fault_kernel(ctx, chunk, &captured)
-            })
+        s.pool.run_forked(&mut s.data, (), move |ctx, chunk, _: &()| {
+            fault_kernel(ctx, chunk, &captured)
+        })
     } else {
-        s.pool
-            .for_each_chunk_with(&mut s.data, Serde(plan.clone()), |ctx, chunk, Serde(p)| {
-                fault_kernel(ctx, chunk, p)
-            })
+        s.pool.run(&mut s.data, Serde(plan.clone()), fault_job)
     };
     let returned = mono_ns();
     let took = started.elapsed();
@@ -295,7 +351,7 @@ fn fault_trial(
     if let Some(k) = killer.as_mut() {
         let _ = k.wait();
     }
-    let stamp = s.stamp.view()[0];
+    let stamp = s.stamp.read()?;
     let latency = (stamp != 0 && returned >= stamp).then(|| (returned - stamp) as f64 / 1e6);
     let (result, latency) = match (&result, external_delay_us) {
         // The kill came after the job: the next job must report it.
@@ -303,7 +359,7 @@ fn fault_trial(
             if s.data.view().iter().any(|&x| x != plan.phases) {
                 return Err("a job that succeeded left wrong values".into());
             }
-            (s.pool.for_each_chunk(&mut s.data, |mut c| c.fill(1)), None)
+            (s.pool.run(&mut s.data, 1u64, fill_u64), None)
         }
         _ => (result, latency),
     };
@@ -330,11 +386,13 @@ fn trials_loop(
     mut next: impl FnMut(u64) -> (String, Result<Option<f64>, String>),
 ) {
     let mut slow = 0;
+    let mut measured = 0;
     for t in 0..trials {
         let (label, outcome) = next(t);
         let outcome = outcome.map(|lat| {
             if let Some(ms) = lat {
                 tally.latency(ms);
+                measured += 1;
                 if ms > 1000.0 {
                     slow += 1;
                 }
@@ -344,6 +402,7 @@ fn trials_loop(
         tally.trial(&label, outcome);
     }
     tally.extra("over_1s", slow);
+    tally.extra("latencies_measured", measured);
 }
 
 fn start_for(t: u64, args: &Args) -> Start {
@@ -496,15 +555,7 @@ pub fn hold_job(args: &Args) -> ! {
         println!("ready workers={}", list.join(","));
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        pool.for_each_chunk_with(&mut data, 20_000u64, |ctx, mut chunk, &ms| {
-            for _ in 0..ms {
-                chunk.mapv_inplace(|x| x + 1);
-                std::thread::sleep(Duration::from_millis(1));
-                if ctx.rank() == usize::MAX {
-                    ctx.barrier();
-                }
-            }
-        })
+        pool.run(&mut data, 20_000u64, hold_kernel)
     };
     match run() {
         Ok(()) => std::process::exit(0),

@@ -1,7 +1,12 @@
 //! Issue 3 §9: every runtime feature, across real processes, with fork and
 //! with spawn start.
+//!
+//! Every check runs on both starts, so its kernels are named `fn` items
+//! registered with `shmpar::register_kernel!` (a spawned worker finds a
+//! kernel by its registered name). Closures remain only where a fork pool
+//! alone runs them: `run_forked`, and the unregistered-closure check.
 
-use ndarray::{Array1, Ix1, Ix2};
+use ndarray::{Array1, ArrayView1, ArrayViewMut1, ArrayViewMut2, Ix1, Ix2};
 use shmpar::core::chunk::chunk_range;
 use shmpar::{Cause, Ctx, Error, Pool, Scope, SegmentOptions, Serde, SharedArray, Start};
 use shmpar_kernels::stencil::{heat_serial_1d, heat_step_1d};
@@ -9,16 +14,105 @@ use shmpar_kernels::stencil::{heat_serial_1d, heat_step_1d};
 use crate::common::{Tally, children_of, getpid};
 use crate::{Args, pool_pids};
 
-type Check = Result<(), String>;
+pub(crate) type Check = Result<(), String>;
 type CheckFn<'a> = Box<dyn Fn() -> Check + 'a>;
 
-fn opts(prefix: &str, what: &str) -> SegmentOptions {
+pub(crate) fn opts(prefix: &str, what: &str) -> SegmentOptions {
     SegmentOptions::new().name(&format!("{prefix}{what}"))
 }
 
-fn e(err: impl std::fmt::Display) -> String {
+pub(crate) fn e(err: impl std::fmt::Display) -> String {
     err.to_string()
 }
+
+fn times_three_plus_one(mut chunk: ArrayViewMut1<u64>) {
+    chunk.mapv_inplace(|x| x * 3 + 1);
+}
+shmpar::register_kernel!(times_three_plus_one: fn(ArrayViewMut1<u64>));
+
+fn add_one_2d(mut chunk: ArrayViewMut2<f64>) {
+    chunk.mapv_inplace(|x| x + 1.0);
+}
+shmpar::register_kernel!(add_one_2d: fn(ArrayViewMut2<f64>));
+
+fn add_one(mut chunk: ArrayViewMut1<f64>) {
+    chunk.mapv_inplace(|x| x + 1.0);
+}
+shmpar::register_kernel!(add_one: fn(ArrayViewMut1<f64>));
+
+pub(crate) fn sum_f64(chunk: ArrayView1<f64>) -> f64 {
+    chunk.sum()
+}
+shmpar::register_kernel!(sum_f64: fn(ArrayView1<f64>) -> f64);
+
+fn wrapping_sum(chunk: ArrayView1<u64>) -> u64 {
+    chunk.iter().fold(0u64, |s, &x| s.wrapping_add(x))
+}
+shmpar::register_kernel!(wrapping_sum: fn(ArrayView1<u64>) -> u64);
+
+pub(crate) fn fill_f64(_ctx: &Ctx, mut chunk: ArrayViewMut1<f64>, value: &f64) {
+    chunk.fill(*value);
+}
+shmpar::register_kernel!(fill_f64: fn(&Ctx, ArrayViewMut1<f64>, &f64));
+
+/// A serde parameter: an operation's name and its operands.
+fn apply_op(_ctx: &Ctx, mut chunk: ArrayViewMut1<f64>, Serde((op, v)): &Serde<(String, Vec<f64>)>) {
+    if op == "scale" {
+        chunk.mapv_inplace(|x| x * v[0] + v[1]);
+    }
+}
+shmpar::register_kernel!(apply_op: fn(&Ctx, ArrayViewMut1<f64>, &Serde<(String, Vec<f64>)>));
+
+/// Stamps the worker's rank on its rows, or -1 if the context disagrees
+/// with the rows the worker got.
+fn stamp_rank(ctx: &Ctx, mut chunk: ArrayViewMut1<f64>, _: &()) {
+    let ok = chunk.len() == ctx.rows().len() && ctx.workers() > ctx.rank() && ctx.step() == 0;
+    chunk.fill(if ok { ctx.rank() as f64 } else { -1.0 });
+}
+shmpar::register_kernel!(stamp_rank: fn(&Ctx, ArrayViewMut1<f64>, &()));
+
+/// A serde partial: a histogram of the values (ranks) in `bins` bins.
+fn rank_histogram(_ctx: &Ctx, chunk: ArrayView1<f64>, bins: &usize) -> Serde<Vec<u64>> {
+    let mut h = vec![0u64; *bins];
+    chunk.iter().for_each(|&x| h[(x as usize).min(bins - 1)] += 1);
+    Serde(h)
+}
+shmpar::register_kernel!(rank_histogram: fn(&Ctx, ArrayView1<f64>, &usize) -> Serde<Vec<u64>>);
+
+pub(crate) fn heat_step(ctx: &Ctx, src: ArrayView1<f64>, dst: ArrayViewMut1<f64>, alpha: &f64) {
+    heat_step_1d(src, dst, ctx.rows(), *alpha).expect("heat step");
+}
+shmpar::register_kernel!(heat_step: fn(&Ctx, ArrayView1<f64>, ArrayViewMut1<f64>, &f64));
+
+/// [`phase_kernel`] as a job: the board's name and the phase count travel
+/// as parameters.
+pub(crate) fn phases_job(
+    ctx: &Ctx,
+    _chunk: ArrayView1<u64>,
+    Serde((board, phases)): &Serde<(String, u64)>,
+) -> u64 {
+    phase_kernel(ctx, board, *phases)
+}
+shmpar::register_kernel!(phases_job: fn(&Ctx, ArrayView1<u64>, &Serde<(String, u64)>) -> u64);
+
+fn ignore_params(_ctx: &Ctx, _chunk: ArrayViewMut1<u8>, _: &Serde<Vec<u8>>) {}
+shmpar::register_kernel!(ignore_params: fn(&Ctx, ArrayViewMut1<u8>, &Serde<Vec<u8>>));
+
+/// A partial of 100 KB, far over the default partial area.
+fn huge_partial(_ctx: &Ctx, _chunk: ArrayView1<u8>, _: &()) -> Serde<Vec<u8>> {
+    Serde(vec![1u8; 100_000])
+}
+shmpar::register_kernel!(huge_partial: fn(&Ctx, ArrayView1<u8>, &()) -> Serde<Vec<u8>>);
+
+fn fill_nine(mut chunk: ArrayViewMut1<u8>) {
+    chunk.fill(9);
+}
+shmpar::register_kernel!(fill_nine: fn(ArrayViewMut1<u8>));
+
+pub(crate) fn fill_u32(_ctx: &Ctx, mut chunk: ArrayViewMut1<u32>, value: &u32) {
+    chunk.fill(*value);
+}
+shmpar::register_kernel!(fill_u32: fn(&Ctx, ArrayViewMut1<u32>, &u32));
 
 /// `for_each_chunk` changes every element in place exactly once.
 fn each_element_once(pool: &Pool, prefix: &str) -> Check {
@@ -28,15 +122,13 @@ fn each_element_once(pool: &Pool, prefix: &str) -> Check {
         .iter_mut()
         .enumerate()
         .for_each(|(i, x)| *x = i as u64);
-    pool.for_each_chunk(&mut a, |mut chunk| chunk.mapv_inplace(|x| x * 3 + 1))
-        .map_err(e)?;
+    pool.for_each_chunk(&mut a, times_three_plus_one).map_err(e)?;
     if let Some((i, x)) = a.view().iter().enumerate().find(|&(i, &x)| x != i as u64 * 3 + 1) {
         return Err(format!("element {i} is {x}, expected {}", i as u64 * 3 + 1));
     }
     // Two dimensions, rows that do not divide evenly.
     let mut b = SharedArray::<f64, Ix2>::create_with(&opts(prefix, "once2d"), (1001, 7)).map_err(e)?;
-    pool.for_each_chunk(&mut b, |mut chunk| chunk.mapv_inplace(|x| x + 1.0))
-        .map_err(e)?;
+    pool.for_each_chunk(&mut b, add_one_2d).map_err(e)?;
     if b.view().iter().any(|&x| x != 1.0) {
         return Err("a 2-D element was not incremented exactly once".into());
     }
@@ -53,18 +145,14 @@ fn map_reduce_matches_serial(pool: &Pool, prefix: &str) -> Check {
         .map(|r| source.slice(ndarray::s![chunk_range(n, w, r)]).sum())
         .fold(None, |acc: Option<f64>, x| Some(acc.map_or(x, |acc| acc + x)))
         .unwrap_or(0.0);
-    let first = pool
-        .map_reduce(&a, |chunk| chunk.sum(), |x, y| x + y)
-        .map_err(e)?;
+    let first = pool.map_reduce(&a, sum_f64, |x, y| x + y).map_err(e)?;
     if first.to_bits() != serial.to_bits() {
         return Err(format!(
             "parallel sum {first} differs from the chunked serial sum {serial}"
         ));
     }
     for _ in 0..4 {
-        let again = pool
-            .map_reduce(&a, |chunk| chunk.sum(), |x, y| x + y)
-            .map_err(e)?;
+        let again = pool.map_reduce(&a, sum_f64, |x, y| x + y).map_err(e)?;
         if again.to_bits() != first.to_bits() {
             return Err(format!("sum not deterministic: {again} then {first}"));
         }
@@ -77,11 +165,7 @@ fn map_reduce_matches_serial(pool: &Pool, prefix: &str) -> Check {
     .map_err(e)?;
     let serial: u64 = ints.view().iter().fold(0u64, |s, &x| s.wrapping_add(x));
     let parallel = pool
-        .map_reduce(
-            &ints,
-            |c| c.iter().fold(0u64, |s, &x| s.wrapping_add(x)),
-            u64::wrapping_add,
-        )
+        .map_reduce(&ints, wrapping_sum, u64::wrapping_add)
         .map_err(e)?;
     if parallel != serial {
         return Err(format!("integer sum {parallel} != serial {serial}"));
@@ -110,16 +194,11 @@ fn capturing_closure(pool: &Pool, prefix: &str, start: Start) -> Check {
 fn with_params(pool: &Pool, prefix: &str) -> Check {
     let n = 100_003;
     let mut a = SharedArray::<f64, Ix1>::create_with(&opts(prefix, "with"), n).map_err(e)?;
-    pool.for_each_chunk_with(&mut a, 1.5f64, |_ctx, mut chunk, &p| chunk.fill(p))
-        .map_err(e)?;
+    pool.for_each_chunk_with(&mut a, 1.5f64, fill_f64).map_err(e)?;
     pool.for_each_chunk_with(
         &mut a,
         Serde((String::from("scale"), vec![2.0f64, -1.0])),
-        |_ctx, mut chunk, Serde((op, v))| {
-            if op == "scale" {
-                chunk.mapv_inplace(|x| x * v[0] + v[1]);
-            }
-        },
+        apply_op,
     )
     .map_err(e)?;
     if a.view().iter().any(|&x| x != 2.0) {
@@ -127,11 +206,7 @@ fn with_params(pool: &Pool, prefix: &str) -> Check {
     }
     // Each worker stamps its rank on its rows: they must be chunk_range's.
     let w = pool.workers();
-    pool.for_each_chunk_with(&mut a, (), |ctx, mut chunk, _: &()| {
-        let ok = chunk.len() == ctx.rows().len() && ctx.workers() > ctx.rank() && ctx.step() == 0;
-        chunk.fill(if ok { ctx.rank() as f64 } else { -1.0 });
-    })
-    .map_err(e)?;
+    pool.for_each_chunk_with(&mut a, (), stamp_rank).map_err(e)?;
     for r in 0..w {
         if a.view()
             .slice(ndarray::s![chunk_range(n, w, r)])
@@ -143,16 +218,9 @@ fn with_params(pool: &Pool, prefix: &str) -> Check {
     }
     // A serde partial: a histogram of the ranks.
     let hist = pool
-        .map_reduce_with(
-            &a,
-            4usize,
-            |_ctx, chunk, &bins| {
-                let mut h = vec![0u64; bins];
-                chunk.iter().for_each(|&x| h[(x as usize).min(bins - 1)] += 1);
-                Serde(h)
-            },
-            |Serde(x), Serde(y)| Serde(x.iter().zip(&y).map(|(a, b)| a + b).collect()),
-        )
+        .map_reduce_with(&a, 4usize, rank_histogram, |Serde(x), Serde(y)| {
+            Serde(x.iter().zip(&y).map(|(a, b)| a + b).collect())
+        })
         .map_err(e)?;
     let expected: Vec<u64> = (0..4)
         .map(|b| {
@@ -177,10 +245,8 @@ fn double_buffer_heat(pool: &Pool, prefix: &str) -> Check {
             SharedArray::from_array_with(&opts(prefix, &format!("heata{steps}")), &init).map_err(e)?;
         let mut b =
             SharedArray::from_array_with(&opts(prefix, &format!("heatb{steps}")), &init).map_err(e)?;
-        pool.double_buffer(&mut a, &mut b, steps, 0.25f64, |ctx, src, dst, &alpha| {
-            heat_step_1d(src, dst, ctx.rows(), alpha).expect("heat step");
-        })
-        .map_err(e)?;
+        pool.double_buffer(&mut a, &mut b, steps, 0.25f64, heat_step)
+            .map_err(e)?;
         let mut reference = init.clone();
         heat_serial_1d(reference.view_mut(), steps, 0.25);
         let result = if steps.is_multiple_of(2) {
@@ -204,12 +270,7 @@ fn multi_phase_barrier(pool: &Pool, prefix: &str) -> Check {
     let data = SharedArray::<u64, Ix1>::create_with(&opts(prefix, "phasedata"), n).map_err(e)?;
     let phases = 6u64;
     let bad = pool
-        .map_reduce_with(
-            &data,
-            Serde((board.name(), phases)),
-            |ctx: &Ctx<'_>, _chunk, Serde((board, phases))| phase_kernel(ctx, board, *phases),
-            |x: u64, y: u64| x + y,
-        )
+        .map_reduce_with(&data, Serde((board.name(), phases)), phases_job, |x, y| x + y)
         .map_err(e)?;
     drop(board);
     if bad != 0 {
@@ -255,8 +316,7 @@ fn persistent_workers(pool: &Pool, prefix: &str, start: Start) -> Check {
     let before = pool_pids(pool, &probe).map_err(e)?;
     let mut a = SharedArray::<f64, Ix1>::create_with(&opts(prefix, "between"), 1000).map_err(e)?;
     for _ in 0..5 {
-        pool.for_each_chunk(&mut a, |mut c| c.mapv_inplace(|x| x + 1.0))
-            .map_err(e)?;
+        pool.for_each_chunk(&mut a, add_one).map_err(e)?;
     }
     let after = pool_pids(pool, &probe).map_err(e)?;
     if before != after {
@@ -346,13 +406,13 @@ fn bad_arguments(pool: &Pool, prefix: &str, start: Start) -> Check {
     }
     let mut a = SharedArray::<u8, Ix1>::create_with(&opts(prefix, "args"), 999).map_err(e)?;
     let too_many = shmpar::DEFAULT_PARAM_BYTES + 4000;
-    match pool.for_each_chunk_with(&mut a, Serde(vec![7u8; too_many]), |_c, _x, _p| {}) {
+    match pool.for_each_chunk_with(&mut a, Serde(vec![7u8; too_many]), ignore_params) {
         Err(Error::TooLarge {
             size, max, setting, ..
         }) if size > max && max == shmpar::DEFAULT_PARAM_BYTES && setting == "PoolBuilder::param_bytes" => {}
         other => return Err(format!("{too_many} bytes of parameters gave {other:?}")),
     }
-    match pool.map_reduce_with(&a, (), |_c, _x, _: &()| Serde(vec![1u8; 100_000]), |x, _y| x) {
+    match pool.map_reduce_with(&a, (), huge_partial, |x, _y| x) {
         Err(Error::WorkerFailed {
             cause: Cause::Failed(_) | Cause::Panicked(_),
             ..
@@ -360,7 +420,7 @@ fn bad_arguments(pool: &Pool, prefix: &str, start: Start) -> Check {
         | Err(Error::TooLarge { .. }) => {}
         other => return Err(format!("a 100 KB partial gave {:?}", other.map(|_| ()))),
     }
-    pool.for_each_chunk(&mut a, |mut c| c.fill(9)).map_err(e)?;
+    pool.for_each_chunk(&mut a, fill_nine).map_err(e)?;
     if a.view().iter().any(|&x| x != 9) {
         return Err("the pool did not work after argument errors".into());
     }
@@ -379,7 +439,7 @@ fn fork_with_threads(prefix: &str) -> Check {
     let result = match (fork, spawn) {
         (Err(Error::ForkWithThreads { threads }), Ok(pool)) if threads.is_none_or(|n| n >= 2) => {
             let mut a = SharedArray::<u32, Ix1>::create_with(&opts(prefix, "threads"), 77).map_err(e)?;
-            pool.for_each_chunk(&mut a, |mut c| c.fill(5)).map_err(e)?;
+            pool.run(&mut a, 5u32, fill_u32).map_err(e)?;
             if a.view().iter().all(|&x| x == 5) {
                 Ok(())
             } else {

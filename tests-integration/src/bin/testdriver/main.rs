@@ -15,8 +15,8 @@ mod resources;
 
 use std::collections::HashMap;
 
-use ndarray::Ix1;
-use shmpar::{Pool, Serde, SharedArray};
+use ndarray::{ArrayView1, Ix1};
+use shmpar::{Ctx, Pool, Serde, SharedArray};
 
 /// `--key value` arguments after the scenario name.
 pub(crate) struct Args {
@@ -53,18 +53,19 @@ impl Args {
     }
 }
 
+/// One worker's `(rank, pid)`.
+fn worker_pid(ctx: &Ctx, _chunk: ArrayView1<u8>, _: &()) -> Serde<Vec<(usize, i32)>> {
+    Serde(vec![(ctx.rank(), std::process::id() as i32)])
+}
+shmpar::register_kernel!(worker_pid: fn(&Ctx, ArrayView1<u8>, &()) -> Serde<Vec<(usize, i32)>>);
+
 /// The pid of each worker of `pool`, by rank (a job that reports them).
 pub(crate) fn pool_pids(pool: &Pool, probe: &SharedArray<u8, Ix1>) -> shmpar::Result<Vec<i32>> {
     let mut pairs = pool
-        .map_reduce_with(
-            probe,
-            (),
-            |ctx, _chunk, _: &()| Serde(vec![(ctx.rank(), std::process::id() as i32)]),
-            |Serde(mut x), Serde(y)| {
-                x.extend(y);
-                Serde(x)
-            },
-        )?
+        .map_reduce_with(probe, (), worker_pid, |Serde(mut x), Serde(y)| {
+            x.extend(y);
+            Serde(x)
+        })?
         .0;
     pairs.sort();
     Ok(pairs.into_iter().map(|(_, pid)| pid).collect())
