@@ -1,12 +1,16 @@
 //! Hostile input: bad names, segments written by other programs, and
 //! forged headers. Every attach must give a typed error or a view whose
 //! every element can be read.
+//!
+//! Layout version 2 keeps the header in the object's last 4 KiB
+//! (`docs/segment-layout.md`), so forgeries poke [`FIELDS`] at offsets
+//! from there, and foreign objects carry their fake header there.
 
 use std::path::Path;
 use std::process::Command;
 
 use ndarray::{Ix1, IxDyn};
-use shmpar::core::header::{FIELDS, Field};
+use shmpar::core::header::{FIELDS, Field, HEADER_PAGE_SIZE};
 use shmpar::core::segment::{self, Location};
 use shmpar::core::{Element, Error as CoreError};
 use shmpar::{DType, Segment, SegmentOptions, SharedArray};
@@ -68,9 +72,6 @@ fn attach_every_way(name: &str, size: usize) -> Result<bool, String> {
                 match &peeked {
                     Ok(p) if *p == layout => {}
                     other => return Err(format!("open accepted {layout:?} but peek said {other:?}")),
-                }
-                for i in 0..seg.slot_count() {
-                    let _ = seg.read_slot(i);
                 }
                 read_any(seg)?;
                 Ok(true)
@@ -158,19 +159,40 @@ fn foreign(prefix: &str, rng: &mut Rng) -> Result<String, String> {
     .map_err(|e| e.to_string())?;
     let model = std::fs::read(shm(&real.name())).map_err(|e| e.to_string())?;
     drop(real);
+    // The model's header page: its last 4 KiB.
+    let header = model.len() - HEADER_PAGE_SIZE;
+    if header == 0 || model[header..header + 8] != *b"SHMPAR\0\0" {
+        return Err(format!(
+            "the model segment of {} bytes has no header in its last page",
+            model.len()
+        ));
+    }
     let mut random = vec![0u8; 70_000];
     random.iter_mut().for_each(|b| *b = rng.next() as u8);
+    // One page: its header page is the whole object.
     let mut magic_garbage = random[..4096].to_vec();
     magic_garbage[..8].copy_from_slice(b"SHMPAR\0\0");
+    // Garbage data, then a page of garbage that starts with the magic.
+    let mut magic_garbage_last_page = random[..12_288].to_vec();
+    magic_garbage_last_page[8192..8200].copy_from_slice(b"SHMPAR\0\0");
+    let mut header_first = model[header..].to_vec();
+    header_first.extend_from_slice(&model[..header]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
         ("tiny", random[..100].to_vec()),
         ("magic-only", b"SHMPAR\0\0".to_vec()),
         ("magic-garbage", magic_garbage),
+        ("magic-garbage-last-page", magic_garbage_last_page),
         ("zeros", vec![0; 1 << 20]),
-        ("header-truncated", model[..300].to_vec()),
-        ("data-truncated", model[..model.len() - 1].to_vec()),
-        ("header-only", model[..4096].to_vec()),
+        // The header page cut short: no full page, no header.
+        ("header-truncated", model[header..header + 300].to_vec()),
+        // One byte short: the last 4 KiB start one byte into the data.
+        ("one-byte-short", model[..model.len() - 1].to_vec()),
+        // The header page alone, its data gone: it claims more bytes.
+        ("header-only", model[header..].to_vec()),
+        // A version-1 reader's layout: the header first, the data after.
+        ("header-first", header_first),
+        ("data-only", model[..header].to_vec()),
         ("intact-copy", model.clone()),
     ];
     let mut attached = Vec::new();
@@ -195,28 +217,33 @@ fn foreign(prefix: &str, rng: &mut Rng) -> Result<String, String> {
     let script = r#"
 import sys
 from multiprocessing import shared_memory, resource_tracker
-name, size, head = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+name, size, at, head = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), bytes.fromhex(sys.argv[4])
 shm = shared_memory.SharedMemory(name=name, create=True, size=size)
-shm.buf[:len(head)] = head
+shm.buf[at:at + len(head)] = head
 try:
     resource_tracker.unregister(shm._name, "shared_memory")
 except Exception:
     pass
 shm.close()
 "#;
-    let mut forged_header = model[..512].to_vec();
-    forged_header[40..48].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    let pycases: Vec<(&str, usize, Vec<u8>)> = vec![
-        ("py-plain", 4096, b"hello from python".to_vec()),
-        ("py-magic", 8192, magic_bytes(&random[..600])),
-        ("py-copied-header", 4096, model[..512].to_vec()),
-        ("py-huge-claim", 8192, forged_header),
+    // The model's header claiming a terabyte of data.
+    let data_len = field_offset("data_len")?;
+    let mut forged_header = model[header..header + 512].to_vec();
+    forged_header[data_len..data_len + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    // (name, object size, where the bytes go, the bytes): every one but
+    // the first puts a (fake) header where a reader looks, the last page.
+    let pycases: Vec<(&str, usize, usize, Vec<u8>)> = vec![
+        ("py-plain", 4096, 0, b"hello from python".to_vec()),
+        ("py-magic", 8192, 4096, magic_bytes(&random[..600])),
+        // The model's header (of an 8 KiB segment) in a 4 KiB object.
+        ("py-copied-header", 4096, 0, model[header..header + 512].to_vec()),
+        ("py-huge-claim", 8192, 4096, forged_header),
     ];
-    for (what, size, head) in pycases {
+    for (what, size, at, head) in pycases {
         let name = format!("{prefix}{what}");
         let hex: String = head.iter().map(|b| format!("{b:02x}")).collect();
         let out = Command::new(&py)
-            .args(["-c", script, &name, &size.to_string(), &hex])
+            .args(["-c", script, &name, &size.to_string(), &at.to_string(), &hex])
             .output()
             .map_err(|e| format!("python: {e}"))?;
         if !out.status.success() {
@@ -231,21 +258,33 @@ shm.close()
     Ok(format!("python={py}"))
 }
 
+/// The offset of the header field `name` from the start of the header.
+fn field_offset(name: &str) -> Result<usize, String> {
+    FIELDS
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| f.offset)
+        .ok_or_else(|| format!("no header field {name} in FIELDS"))
+}
+
 fn magic_bytes(rest: &[u8]) -> Vec<u8> {
     let mut v = rest.to_vec();
     v[..8].copy_from_slice(b"SHMPAR\0\0");
     v
 }
 
-/// One random forgery of a real segment's bytes.
+/// One random forgery of a real segment's bytes: header fields set to
+/// interesting values, bits flipped in the header, the object resized (which
+/// moves where a reader looks for the header).
 fn forge(rng: &mut Rng, model: &[u8]) -> Vec<u8> {
     let mut bytes = model.to_vec();
+    // The model's header, in its last page.
+    let header = model.len().saturating_sub(HEADER_PAGE_SIZE);
     for _ in 0..1 + rng.below(3) {
         match rng.below(4) {
-            0 | 1 if bytes.len() >= 512 => {
-                let Field {
-                    offset: off, size, ..
-                } = FIELDS[rng.below(FIELDS.len() as u64) as usize];
+            0 | 1 if bytes.len() >= header + 512 => {
+                let Field { offset, size, .. } = FIELDS[rng.below(FIELDS.len() as u64) as usize];
+                let off = header + offset;
                 let old = if size == 4 {
                     u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap_or_default()) as u64
                 } else {
@@ -273,8 +312,8 @@ fn forge(rng: &mut Rng, model: &[u8]) -> Vec<u8> {
                 let v = interesting[rng.below(interesting.len() as u64) as usize];
                 bytes[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]);
             }
-            2 if !bytes.is_empty() => {
-                let i = rng.below(bytes.len().min(512) as u64) as usize;
+            2 if bytes.len() > header => {
+                let i = header + rng.below((bytes.len() - header).min(512) as u64) as usize;
                 bytes[i] ^= 1 << rng.below(8);
             }
             _ => {
@@ -305,9 +344,7 @@ pub fn run(args: &Args) -> Tally {
         let ndim = rng.below(4) as usize;
         let shape: Vec<usize> = (0..ndim).map(|_| rng.below(40) as usize).collect();
         let outcome = (|| -> Result<(), String> {
-            let opts = SegmentOptions::new()
-                .name(&format!("{prefix}src"))
-                .slots(rng.below(8) as u32, 64 * (1 + rng.below(4) as u32));
+            let opts = SegmentOptions::new().name(&format!("{prefix}src"));
             let real = Segment::create(&opts, dtype, &shape)
                 .map_err(|e| format!("model {dtype:?} {shape:?}: {e}"))?;
             let model = std::fs::read(shm(&real.name())).map_err(|e| e.to_string())?;
