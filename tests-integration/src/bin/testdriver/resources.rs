@@ -472,11 +472,40 @@ pub fn permissions(_args: &Args) -> Tally {
                 return Ok(());
             }
         }
-        if a.segment().identity() != identity
-            || Segment::open(&name).map(|s| s.identity()).ok() != Some(identity)
-            || a.view().iter().any(|&x| x != 42)
-        {
+        // The name still leads to our object: its (device, inode) is the
+        // one we created. (Attaching it again here is no way to check:
+        // a process holds one handle per segment.)
+        let on_disk = {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(format!("/dev/shm/{name}"))
+                .map_err(|e| format!("the segment's name: {e}"))?;
+            (m.dev(), m.ino())
+        };
+        if a.segment().identity() != identity || on_disk != identity || a.view().iter().any(|&x| x != 42) {
             return Err("the segment changed after the other user's attempts".into());
+        }
+        // One handle per segment per process: a second attach in the
+        // owner's process is refused, typed, and the first handle stays.
+        match Segment::open(&name) {
+            Err(CoreError::AlreadyOpen { name: refused }) if refused.contains(&name) => {}
+            other => {
+                return Err(format!(
+                    "a second handle of a segment this process holds gave {:?}",
+                    other.map(|s| s.identity())
+                ));
+            }
+        }
+        match SharedArray::<u64, Ix1>::attach(&name) {
+            Err(CoreError::AlreadyOpen { .. }) => {}
+            other => {
+                return Err(format!(
+                    "a second attach of a held array gave {:?}",
+                    other.map(|_| ())
+                ));
+            }
+        }
+        if a.view().iter().any(|&x| x != 42) {
+            return Err("the refused second handle changed the segment".into());
         }
         Ok(())
     })();
