@@ -79,6 +79,24 @@ pub enum Error {
         health: PoolHealth,
     },
 
+    /// The job ran past its deadline ([`PoolBuilder::job_timeout`](crate::PoolBuilder::job_timeout))
+    /// or was cancelled ([`Canceller::cancel`](crate::Canceller::cancel)):
+    /// the workers that had not finished were killed and replaced.
+    #[error(
+        "the job {} after {elapsed:?}; worker(s) {unfinished:?} had not finished and were killed; {health}",
+        if *cancelled { "was cancelled" } else { "timed out" }
+    )]
+    JobTimeout {
+        /// How long the job had run.
+        elapsed: std::time::Duration,
+        /// Ranks of the workers that had not finished.
+        unfinished: Vec<usize>,
+        /// `true` for a cancellation, `false` for the deadline.
+        cancelled: bool,
+        /// What became of the pool.
+        health: PoolHealth,
+    },
+
     /// The pool lost workers it could not replace.
     #[error("the pool is broken ({reason}); create a new one")]
     PoolBroken {

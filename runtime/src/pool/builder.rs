@@ -13,6 +13,7 @@ pub struct PoolBuilder {
     pub(crate) allow_threads: bool,
     pub(crate) partial_bytes: usize,
     pub(crate) param_bytes: usize,
+    pub(crate) job_timeout: Option<std::time::Duration>,
 }
 
 impl Default for PoolBuilder {
@@ -23,6 +24,7 @@ impl Default for PoolBuilder {
             allow_threads: false,
             partial_bytes: DEFAULT_PARTIAL_BYTES,
             param_bytes: DEFAULT_PARAM_BYTES,
+            job_timeout: None,
         }
     }
 }
@@ -56,6 +58,17 @@ impl PoolBuilder {
     /// [`Error::TooLarge`] naming this setting.
     pub fn param_bytes(mut self, bytes: usize) -> Self {
         self.param_bytes = bytes;
+        self
+    }
+
+    /// A deadline for every job (default: none). A job still running after
+    /// `timeout` ends with [`Error::JobTimeout`](crate::Error::JobTimeout)
+    /// naming the workers that had not finished; those are killed and
+    /// replaced, so a stopped worker, an endless loop or a lock held across
+    /// a barrier cannot hang the coordinator. See also
+    /// [`Pool::canceller`](crate::Pool::canceller).
+    pub fn job_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.job_timeout = Some(timeout);
         self
     }
 

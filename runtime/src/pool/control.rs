@@ -33,7 +33,7 @@ pub(crate) const EVICT_MAX: usize = 16;
 /// Default room for a job's encoded parameters.
 pub const DEFAULT_PARAM_BYTES: usize = 64 * 1024;
 /// Default room for a worker's encoded partial results.
-pub const DEFAULT_PARTIAL_BYTES: usize = 4096;
+pub const DEFAULT_PARTIAL_BYTES: usize = 64 * 1024;
 
 const ALIGN: usize = 64;
 

@@ -16,7 +16,8 @@ mod supervise;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ndarray::{Dimension, RemoveAxis};
 use shmpar_core::{DType, Element, Segment, SegmentOptions, SharedArray};
@@ -79,6 +80,22 @@ pub struct Pool {
     workers: usize,
     /// The process that started the workers: only it may stop them.
     owner: i32,
+    cancel: Arc<AtomicBool>,
+}
+
+/// Cancels a pool's job in progress from another thread: see
+/// [`Pool::canceller`].
+#[derive(Clone, Debug)]
+pub struct Canceller(Arc<AtomicBool>);
+
+impl Canceller {
+    /// Ends the job the pool is running now: within about 10 ms its call
+    /// returns [`Error::JobTimeout`] with `cancelled: true`, the workers
+    /// that had not finished are killed and replaced. Has no effect while
+    /// no job runs.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -165,7 +182,10 @@ impl Pool {
             });
         }
         control.barrier().reset(workers as u32)?;
+        let cancel = Arc::new(AtomicBool::new(false));
         let mut inner = Inner {
+            job_timeout: builder.job_timeout,
+            cancel: cancel.clone(),
             control,
             pids: Vec::with_capacity(workers),
             start: builder.start,
@@ -192,6 +212,7 @@ impl Pool {
             inner: Mutex::new(inner),
             workers,
             owner: crate::sys::getpid(),
+            cancel,
         })
     }
 
@@ -205,7 +226,35 @@ impl Pool {
                 reason: "this pool belongs to the process that built it, not to a forked copy of it".into(),
             });
         }
-        self.lock().submit(args, job, self.workers)
+        let mut inner = self.lock();
+        // A cancel requested while no job ran applies to none.
+        self.cancel.store(false, Ordering::Relaxed);
+        inner.submit(args, job, self.workers)
+    }
+
+    /// A handle that cancels this pool's job in progress from another
+    /// thread.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmpar::Error> {
+    /// use shmpar::{Error, Pool, SharedArray};
+    /// let pool = Pool::builder().workers(2).build()?;
+    /// let canceller = pool.canceller();
+    /// let mut a = SharedArray::<u64, _>::create(2)?;
+    /// let stopper = std::thread::spawn(move || {
+    ///     std::thread::sleep(std::time::Duration::from_millis(100));
+    ///     canceller.cancel();
+    /// });
+    /// // A kernel that never ends.
+    /// let result = pool.for_each_chunk(&mut a, |mut x| loop { x[0] = x[0].wrapping_add(1) });
+    /// assert!(matches!(result, Err(Error::JobTimeout { cancelled: true, .. })));
+    /// stopper.join().unwrap();
+    /// pool.for_each_chunk(&mut a, |mut x| x.fill(7))?; // the pool replaced its workers
+    /// assert_eq!(a.view().to_vec(), [7, 7]);
+    /// # Ok(()) }
+    /// ```
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.cancel.clone())
     }
 
     /// Runs `f(ctx, views, params)` on every worker, each with its own rows

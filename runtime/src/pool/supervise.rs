@@ -3,7 +3,8 @@
 //! into results or a failure, replacing the dead, and stopping.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use shmpar_core::Segment;
@@ -36,6 +37,10 @@ pub(crate) struct Inner {
     /// Arrays the workers may have mapped, to tell them when one is gone.
     pub(crate) sent: HashMap<Identity, Location>,
     pub(crate) desc: Box<JobDesc>,
+    /// Every job's deadline, if any.
+    pub(crate) job_timeout: Option<Duration>,
+    /// Set by a [`crate::Canceller`] to end the job in progress.
+    pub(crate) cancel: Arc<AtomicBool>,
 }
 
 /// How the workers of one job ended.
@@ -45,6 +50,9 @@ pub(crate) struct Outcome {
     /// A failure the coordinator diagnosed itself, reported before any
     /// worker's (their reports are only the consequences).
     diagnosis: Option<(usize, Cause)>,
+    /// The job ran out of time or was cancelled: how long it had run, the
+    /// ranks that had not finished, and whether it was a cancellation.
+    stopped: Option<(Duration, Vec<usize>, bool)>,
 }
 
 impl Inner {
@@ -79,6 +87,8 @@ impl Inner {
         let mut exits: Vec<Option<Exit>> = vec![None; n];
         let mut failed_at: Option<Instant> = None;
         let mut diagnosis = None;
+        let mut stopped = None;
+        let started = Instant::now();
         let mut seen = control.done.load();
         loop {
             // A worker is settled once it reported, or once its process ended.
@@ -87,6 +97,23 @@ impl Inner {
                 .count();
             if settled == n {
                 break;
+            }
+            let cancelled = self.cancel.swap(false, Ordering::Relaxed);
+            let late = self.job_timeout.is_some_and(|t| started.elapsed() > t);
+            if stopped.is_none() && (cancelled || late) {
+                // Kill whoever has not finished: a stopped process, an
+                // endless loop, a worker waiting at the barrier for one of
+                // those. The others then see the barrier poisoned.
+                let unfinished: Vec<usize> = (0..n)
+                    .filter(|&r| exits[r].is_none() && status(r) == status::PENDING)
+                    .collect();
+                self.control.barrier().poison();
+                for &rank in &unfinished {
+                    sys::kill(pids[rank], libc::SIGKILL);
+                    exits[rank] = Some(sys::reap(pids[rank], Duration::from_secs(1)));
+                }
+                stopped = Some((started.elapsed(), unfinished, cancelled));
+                continue;
             }
             if failed_at.is_none() && (0..n).any(|r| matches!(status(r), status::PANICKED | status::FAILED)) {
                 failed_at = Some(Instant::now());
@@ -119,7 +146,11 @@ impl Inner {
                 diagnosis = self.stranded_at_barrier(n, &exits);
             }
         }
-        Outcome { exits, diagnosis }
+        Outcome {
+            exits,
+            diagnosis,
+            stopped,
+        }
     }
 
     /// Whether the job can never end because its kernel called the barrier
@@ -189,6 +220,14 @@ impl Inner {
         } else {
             PoolHealth::Healthy
         };
+        if let Some((elapsed, unfinished, cancelled)) = outcome.stopped {
+            return Err(Error::JobTimeout {
+                elapsed,
+                unfinished,
+                cancelled,
+                health,
+            });
+        }
         let failure = outcome
             .diagnosis
             .or(first)
