@@ -141,8 +141,7 @@ struct Inspection {
     bytes: u64,
     data_offset: usize,
     data_bytes: usize,
-    slot_count: usize,
-    slot_size: usize,
+    header_offset: usize,
     creator_pid: i32,
     alive: bool,
     persistent: bool,
@@ -230,8 +229,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
         bytes: info.bytes,
         data_offset: layout.data_offset,
         data_bytes: layout.data_len,
-        slot_count: layout.slot_count,
-        slot_size: layout.slot_size,
+        header_offset: layout.header_offset,
         creator_pid: layout.creator.pid,
         alive: layout.creator.is_alive(),
         persistent: layout.persistent,
@@ -253,8 +251,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
          dtype        {} (NumPy {})\n\
          shape        {}\n\
          elements     {}\n\
-         bytes        {} ({} of data at offset {})\n\
-         slots        {} x {} B\n\
+         bytes        {} ({} of data at offset {}, header page at {})\n\
          creator      pid {} ({})\n\
          persistent   {}\n\
          state        {}\n\
@@ -272,8 +269,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
         report.bytes,
         report.data_bytes,
         report.data_offset,
-        report.slot_count,
-        report.slot_size,
+        report.header_offset,
         report.creator_pid,
         if report.alive { "alive" } else { "dead" },
         if report.persistent {

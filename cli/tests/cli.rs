@@ -112,7 +112,7 @@ fn inspect_prints_header_and_statistics() {
     for expected in [
         "dtype        f64",
         "shape        [4]",
-        "offset 20480",
+        "bytes        8192 (32 of data at offset 0, header page at 4096)",
         "(alive)",
         "count        3",
         "nan          1",
@@ -124,6 +124,8 @@ fn inspect_prints_header_and_statistics() {
     let report = json(&["inspect", "--json", &format!("/dev/shm/{}", a.name())]);
     assert_eq!(report["creator_pid"], std::process::id());
     assert_eq!(report["alive"], true);
+    assert_eq!(report["data_offset"], 0);
+    assert_eq!(report["header_offset"], 4096);
     assert_eq!(report["stats"]["count"], 3);
     assert_eq!(report["stats"]["nan"], 1);
     let mean = report["stats"]["mean"].as_f64().unwrap();
@@ -139,18 +141,40 @@ fn inspect_prints_header_and_statistics() {
     assert_eq!(report["stats"]["mean"], 0.5);
 }
 
+/// Removes a file when dropped, so a failing test leaves `/dev/shm` clean.
+struct Remove(PathBuf);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The offset of header field `name` in a segment of `object_size` bytes
+/// (the header page is the object's last page; docs/segment-layout.md).
+fn header_field(object_size: u64, name: &str) -> u64 {
+    let field = shmpar_core::header::FIELDS
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no header field {name}"));
+    object_size - shmpar_core::header::HEADER_PAGE_SIZE as u64 + field.offset as u64
+}
+
 /// Creates a segment named `name`, then forges a dead creator into its
-/// header (docs/segment-layout.md: pid at 136, start time at 144).
-fn orphan(name: &str, persist: bool) -> PathBuf {
+/// header (`creator_pid` and `creator_start_time`).
+fn orphan(name: &str, persist: bool) -> Remove {
     let a =
         SharedArray::<f64, Ix1>::create_with(&SegmentOptions::new().name(name).persist(persist), 16).unwrap();
     // Keep the name: a persisted handle never unlinks; a plain one would on drop.
     std::mem::forget(a);
     let path = PathBuf::from("/dev/shm").join(name);
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(&(i32::MAX - 1).to_le_bytes(), 136).unwrap();
-    file.write_all_at(&1u64.to_le_bytes(), 144).unwrap();
-    path
+    let size = file.metadata().unwrap().len();
+    file.write_all_at(&(i32::MAX - 1).to_le_bytes(), header_field(size, "creator_pid"))
+        .unwrap();
+    file.write_all_at(&1u64.to_le_bytes(), header_field(size, "creator_start_time"))
+        .unwrap();
+    Remove(path)
 }
 
 #[test]
@@ -161,6 +185,7 @@ fn gc_removes_orphans_and_never_a_live_segment() {
     let (plain_name, kept_name) = (name("orphan"), name("orphan_persisted"));
     let plain = orphan(&plain_name, false);
     let kept = orphan(&kept_name, true);
+    let (plain, kept) = (&plain.0, &kept.0);
 
     let listed = json(&["ls", "--json"]);
     let entry = |n: &str| {
@@ -196,7 +221,6 @@ fn gc_removes_orphans_and_never_a_live_segment() {
     let dry = ok(&["gc", "--dry-run", "--include-persistent"]);
     assert!(dry.contains(&format!("would remove {kept_name}")), "{dry}");
     assert!(!dry.contains(&live.name()), "{dry}");
-    std::fs::remove_file(&kept).unwrap();
 }
 
 #[test]
