@@ -32,12 +32,12 @@ use std::str::FromStr;
 use ndarray::{ArrayView, ArrayViewMut, Dimension};
 use serde::{Deserialize, Serialize};
 
-use shmpar_kernels::{Error, Result};
 use shmpar_kernels::Float;
 use shmpar_kernels::reduce::{
     ExtremaPartial, Histogram, HistogramOutput, HistogramPartial, Max, Mean, MeanPartial, Min, MinMax,
     MomentsPartial, Norm, NormPartial, Reduction, Std, Sum, SumPartial, UnaryReduction, Variance,
 };
+use shmpar_kernels::{Error, Result};
 
 /// Splits `name:p1:p2` and parses the parameters as `f64`.
 fn split_spec(kind: &'static str, spec: &str, valid: &'static [&'static str]) -> Result<(String, Vec<f64>)> {
