@@ -2,19 +2,20 @@
 //! one job on a backend, verification against the serial references, and
 //! the up-front memory check.
 //!
-//! Every kernel closure here captures nothing (the kernel travels as a
-//! parameter), so process pools run it on their persistent workers and
-//! never fork after rayon threads exist.
+//! Every kernel here is a named `fn` registered with
+//! `shmpar::register_kernel!` (the catalog kernel travels as a parameter),
+//! so process pools run it on their persistent workers whether they were
+//! forked or spawned, and never fork after rayon threads exist.
 
-use std::ffi::CString;
 use std::time::Instant;
 
-use ndarray::{Array1, Ix1};
-use shmpar::{Backend, BackendKind, Element, Pool, Serde, SharedArray};
+use ndarray::{Array1, ArrayView1, ArrayViewMut1, Ix1};
+use shmpar::{Backend, BackendKind, Ctx, Element, Pool, Serde, SharedArray};
 use shmpar_kernels::Float;
-use crate::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
 use shmpar_kernels::reduce::{Reduction, UnaryReduction};
 
+use crate::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
+use crate::os;
 use crate::units::bytes;
 use crate::{CliError, CliResult, FloatType, StartMethod};
 
@@ -74,31 +75,50 @@ impl Kernel {
         passes * len as f64 * dtype.size() as f64
     }
 
-    /// Room a partial result needs in a result slot: a histogram's counts
-    /// take at most 10 bytes each (postcard varints), plus its edges' bounds.
-    pub(crate) fn partial_bytes(&self) -> u32 {
+    /// Room one worker's partial result needs in the pool's partial-result
+    /// area ([`shmpar::PoolBuilder::partial_bytes`]): a histogram's counts
+    /// take at most 10 bytes each (postcard varints), plus 1 KiB for its
+    /// other fields and the framing; anything else fits the default.
+    pub(crate) fn partial_bytes(&self) -> usize {
         match self {
             Kernel::Reduce(BuiltinReduction::Histogram(h)) => {
-                u32::try_from(h.bins().saturating_mul(10).saturating_add(1024)).unwrap_or(u32::MAX)
+                h.bins().saturating_mul(10).saturating_add(1024)
             }
-            _ => 4096,
+            _ => shmpar::DEFAULT_PARTIAL_BYTES,
         }
     }
 
-    /// Refuses a kernel whose partial result cannot fit a process pool's
-    /// result slot (histograms of more than ~100,000 bins).
+    /// Refuses a kernel whose partial result is too large for the room a
+    /// process pool reserves per worker ([`MAX_PARTIAL_BYTES`]): histograms
+    /// of more than ~6.7 million bins.
     pub(crate) fn check_for_processes(&self) -> CliResult {
-        const SLOT_MAX: u32 = 1 << 20;
-        if self.partial_bytes() > SLOT_MAX - 64 {
+        if self.partial_bytes() > MAX_PARTIAL_BYTES {
             return Err(CliError::msg(format!(
-                "{} has too many bins for the process backend: a worker's partial must fit a result \
-                 slot of 1 MiB (at most {} bins); use fewer bins or --backend threads",
+                "{} has too many bins for the process backend: each worker hands its counts to the \
+                 coordinator through at most {} of shared memory (10 bytes a bin, at most {} bins); \
+                 use fewer bins or --backend threads",
                 self.spec(),
-                (SLOT_MAX - 64 - 1024) / 10
+                bytes(MAX_PARTIAL_BYTES as u64),
+                (MAX_PARTIAL_BYTES - 1024) / 10
             )));
         }
         Ok(())
     }
+}
+
+/// The most room `run` and `compare` reserve for one worker's partial
+/// result: the pool reserves it once per worker in its control segment, so
+/// 64 MiB x 64 workers is already 4 GiB of `/dev/shm`.
+pub(crate) const MAX_PARTIAL_BYTES: usize = 64 << 20;
+
+/// Shared memory a process pool of `workers` reserves for partial results
+/// of `partial_bytes` each (a little more: the control block and the
+/// parameter area, which are small).
+pub(crate) fn pool_bytes(workers: usize, partial_bytes: usize) -> u64 {
+    let per_worker = partial_bytes.saturating_add(64) as u64;
+    (workers as u64)
+        .saturating_mul(per_worker)
+        .saturating_add(shmpar::DEFAULT_PARAM_BYTES as u64 + 4096)
 }
 
 /// Checks the worker count against the array length.
@@ -120,34 +140,10 @@ pub(crate) fn check_workers(workers: usize, len: usize) -> CliResult {
     Ok(())
 }
 
-/// Bytes free for unprivileged users on the file system holding `dir`.
-fn free_bytes(dir: &str) -> Option<u64> {
-    let path = CString::new(dir).ok()?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a NUL-terminated string that outlives the call and
-    // `stat` points to writable memory for one `statvfs`, which the call
-    // fills when it returns 0.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it initialized `stat`.
-    let stat = unsafe { stat.assume_init() };
-    // The field types differ between platforms (u32 on some 32-bit ones).
-    #[allow(clippy::unnecessary_cast)]
-    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
-}
-
-/// `MemAvailable` from /proc/meminfo, in bytes.
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib.saturating_mul(1024))
-}
-
-/// Refuses, with the figures, an array that /dev/shm or memory cannot hold.
-pub(crate) fn check_memory(len: usize, dtype: FloatType) -> CliResult {
+/// Refuses, with the figures, an array (and a process pool's partial-result
+/// area of `pool_bytes`, 0 without processes) that /dev/shm or memory
+/// cannot hold.
+pub(crate) fn check_memory(len: usize, dtype: FloatType, pool_bytes: u64) -> CliResult {
     let need = (len as u128) * dtype.size() as u128;
     let described = format!(
         "--len {len} {} elements need {}",
@@ -160,15 +156,21 @@ pub(crate) fn check_memory(len: usize, dtype: FloatType) -> CliResult {
         )));
     }
     let need = clamp_u64(need);
-    if let Some(free) = free_bytes("/dev/shm") {
-        if need > free {
+    let shm_need = need.saturating_add(pool_bytes);
+    if let Some(free) = os::shm_free_bytes() {
+        if shm_need > free {
+            let pool = if pool_bytes > 0 {
+                format!(" (and the process pool {})", bytes(pool_bytes))
+            } else {
+                String::new()
+            };
             return Err(CliError::msg(format!(
-                "{described} of shared memory but /dev/shm has {} free; use a smaller --len",
+                "{described}{pool} of shared memory but /dev/shm has {} free; use a smaller --len",
                 bytes(free)
             )));
         }
     }
-    if let Some(avail) = mem_available() {
+    if let Some(avail) = os::mem_available() {
         if need > avail {
             return Err(CliError::msg(format!(
                 "{described} but only {} of memory is available (MemAvailable); use a smaller --len",
@@ -188,10 +190,10 @@ pub(crate) fn start_backend(
     kind: BackendKind,
     workers: usize,
     start: StartMethod,
-    partial_bytes: u32,
+    partial_bytes: usize,
 ) -> CliResult<(Backend, f64)> {
     let t = Instant::now();
-    let builder = Pool::builder().start(start.start()).partial_bytes(partial_bytes as usize);
+    let builder = Pool::builder().start(start.start()).partial_bytes(partial_bytes);
     let backend = Backend::with_pool_builder(kind, workers, builder)?;
     Ok((backend, t.elapsed().as_secs_f64()))
 }
@@ -209,58 +211,103 @@ pub(crate) fn input_value<T: Float>(seed: u64, index: u64) -> T {
     T::from_f64((z >> (64 - bits)) as f64 / (1u64 << bits) as f64)
 }
 
-/// Fills the array with the input, in parallel on `backend`.
-pub(crate) fn fill<T: Float + Element>(backend: &Backend, a: &mut SharedArray<T, Ix1>) -> CliResult {
-    backend.for_each_chunk_with(a, SEED, |ctx, mut chunk, &seed| {
-        let start = ctx.rows().start as u64;
-        for (k, x) in chunk.iter_mut().enumerate() {
-            *x = input_value(seed, start + k as u64);
+/// A worker's partial result of a catalog reduction, or why the reduction
+/// spec did not parse in the worker.
+type Partial = Serde<Result<AnyPartial, String>>;
+
+/// An element type of `run` and `compare`, with its three kernels.
+///
+/// The kernels are named `fn` items registered with
+/// [`shmpar::register_kernel!`], one per element type (a generic `fn`
+/// cannot be registered, only its instances): a pool started with
+/// `--start spawn` runs new processes of this executable, which find a
+/// kernel by its registered name, not by an address in our process.
+pub(crate) trait Sample: Float + Element {
+    /// Writes the input into the worker's rows; the parameter is the seed.
+    const FILL: fn(&Ctx<'_>, ArrayViewMut1<'_, Self>, &u64);
+    /// Runs an elementwise catalog kernel in place.
+    const APPLY: fn(&Ctx<'_>, ArrayViewMut1<'_, Self>, &Serde<Elementwise>);
+    /// A catalog reduction's partial over the worker's rows; the parameter
+    /// is the reduction's spec.
+    const PARTIAL: fn(&Ctx<'_>, ArrayView1<'_, Self>, &Serde<String>) -> Partial;
+}
+
+fn fill_rows<T: Float>(ctx: &Ctx<'_>, mut rows: ArrayViewMut1<'_, T>, seed: u64) {
+    let start = ctx.rows().start as u64;
+    for (k, x) in rows.iter_mut().enumerate() {
+        *x = input_value(seed, start + k as u64);
+    }
+}
+
+fn apply_rows<T: Float>(rows: ArrayViewMut1<'_, T>, kernel: &Elementwise) {
+    // The only failure of `apply` is a clamp with lo > hi, which the spec
+    // parser already refused.
+    let _ = kernel.apply(rows);
+}
+
+fn partial_of_rows<T: Float>(rows: ArrayView1<'_, T>, spec: &str) -> Partial {
+    Serde(
+        spec.parse::<BuiltinReduction>()
+            .map(|r| r.partial(rows))
+            .map_err(|e| e.to_string()),
+    )
+}
+
+/// Defines and registers the kernels of one element type.
+macro_rules! sample_kernels {
+    ($t:ty, $fill:ident, $apply:ident, $partial:ident) => {
+        fn $fill(ctx: &Ctx<'_>, rows: ArrayViewMut1<'_, $t>, seed: &u64) {
+            fill_rows(ctx, rows, *seed);
         }
-    })?;
+        fn $apply(_ctx: &Ctx<'_>, rows: ArrayViewMut1<'_, $t>, kernel: &Serde<Elementwise>) {
+            apply_rows(rows, &kernel.0);
+        }
+        fn $partial(_ctx: &Ctx<'_>, rows: ArrayView1<'_, $t>, spec: &Serde<String>) -> Partial {
+            partial_of_rows(rows, &spec.0)
+        }
+        shmpar::register_kernel!($fill: fn(&Ctx, ArrayViewMut1<$t>, &u64));
+        shmpar::register_kernel!($apply: fn(&Ctx, ArrayViewMut1<$t>, &Serde<Elementwise>));
+        shmpar::register_kernel!($partial: fn(&Ctx, ArrayView1<$t>, &Serde<String>) -> Partial);
+        impl Sample for $t {
+            const FILL: fn(&Ctx<'_>, ArrayViewMut1<'_, $t>, &u64) = $fill;
+            const APPLY: fn(&Ctx<'_>, ArrayViewMut1<'_, $t>, &Serde<Elementwise>) = $apply;
+            const PARTIAL: fn(&Ctx<'_>, ArrayView1<'_, $t>, &Serde<String>) -> Partial = $partial;
+        }
+    };
+}
+sample_kernels!(f32, fill_f32, apply_f32, partial_f32);
+sample_kernels!(f64, fill_f64, apply_f64, partial_f64);
+
+/// Fills the array with the input, in parallel on `backend`.
+pub(crate) fn fill<T: Sample>(backend: &Backend, a: &mut SharedArray<T, Ix1>) -> CliResult {
+    backend.run(a, SEED, T::FILL)?;
     Ok(())
 }
 
 /// Runs an elementwise kernel in place on `backend`.
-pub(crate) fn apply<T: Float + Element>(
+pub(crate) fn apply<T: Sample>(
     backend: &Backend,
     a: &mut SharedArray<T, Ix1>,
     kernel: Elementwise,
 ) -> CliResult {
-    backend.for_each_chunk_with(a, Serde(kernel), |_ctx, chunk, kernel| {
-        // The only failure of `apply` is a clamp with lo > hi, which the
-        // spec parser already refused.
-        let _ = kernel.0.apply(chunk);
-    })?;
+    backend.run(a, Serde(kernel), T::APPLY)?;
     Ok(())
 }
 
 /// Runs a reduction on `backend`: each worker returns its partial, the
-/// coordinator combines them in chunk order.
-pub(crate) fn reduce<T: Float + Element>(
+/// coordinator combines them in chunk order. The reduction travels as its
+/// spec and is parsed again in the worker.
+pub(crate) fn reduce<T: Sample>(
     backend: &Backend,
     a: &SharedArray<T, Ix1>,
     reduction: &BuiltinReduction,
 ) -> CliResult<ReductionValue> {
-    // The reduction travels as its spec and is parsed again in the worker.
-    type Partial = Serde<Result<AnyPartial, String>>;
-    let partial: Partial = backend.map_reduce_with(
-        a,
-        Serde(reduction.to_string()),
-        |_ctx, chunk, spec| {
-            Serde(
-                spec.0
-                    .parse::<BuiltinReduction>()
-                    .map(|r| r.partial(chunk))
-                    .map_err(|e| e.to_string()),
-            )
-        },
-        |x, y| {
-            Serde(match (x.0, y.0) {
-                (Ok(x), Ok(y)) => Ok(reduction.combine(x, y)),
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            })
-        },
-    )?;
+    let partial: Partial = backend.map_reduce_with(a, Serde(reduction.to_string()), T::PARTIAL, |x, y| {
+        Serde(match (x.0, y.0) {
+            (Ok(x), Ok(y)) => Ok(reduction.combine(x, y)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        })
+    })?;
     let partial = partial.0.map_err(CliError::msg)?;
     Ok(reduction.finish(partial)?)
 }

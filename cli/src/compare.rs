@@ -21,11 +21,10 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::Ix1;
 use serde::Serialize;
-use shmpar::{BackendKind, Element, SharedArray};
-use shmpar_kernels::Float;
-use crate::catalog::ReductionValue;
+use shmpar::{BackendKind, SharedArray};
 
-use crate::bench::{self, Kernel};
+use crate::bench::{self, Kernel, Sample};
+use crate::catalog::ReductionValue;
 use crate::segments::table;
 use crate::units::{median, seconds};
 use crate::{CliError, CliResult, CompareArgs, FloatType, out};
@@ -95,19 +94,29 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
     if args.repeat == 0 || args.repeat > 10_000 {
         return Err(CliError::msg("--repeat must be between 1 and 10000"));
     }
+    let asked: Vec<BackendKind> = args.backends.iter().map(|b| b.kind()).collect();
     let backends: Vec<BackendKind> = BackendKind::ALL
         .into_iter()
-        .filter(|k| args.backends.contains(k))
+        .filter(|k| asked.contains(k))
         .collect();
     if backends.is_empty() {
         return Err(CliError::msg("--backends names no backend"));
     }
+    let partial_bytes = kernels
+        .iter()
+        .map(Kernel::partial_bytes)
+        .max()
+        .unwrap_or(shmpar::DEFAULT_PARTIAL_BYTES);
+    let mut pool_bytes = 0;
     if backends.contains(&BackendKind::Processes) {
         for kernel in &kernels {
             kernel.check_for_processes()?;
         }
+        // One pool at a time: the largest holds the most.
+        let most = workers.iter().copied().max().unwrap_or(1);
+        pool_bytes = bench::pool_bytes(most, partial_bytes);
     }
-    bench::check_memory(args.len, args.dtype)?;
+    bench::check_memory(args.len, args.dtype, pool_bytes)?;
     let configs: Vec<(BackendKind, usize)> = backends
         .iter()
         .flat_map(|&kind| match kind {
@@ -116,8 +125,8 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
         })
         .collect();
     let mut records = match args.dtype {
-        FloatType::F32 => measure::<f32>(args, &kernels, &configs)?,
-        FloatType::F64 => measure::<f64>(args, &kernels, &configs)?,
+        FloatType::F32 => measure::<f32>(args, &kernels, &configs, partial_bytes)?,
+        FloatType::F64 => measure::<f64>(args, &kernels, &configs, partial_bytes)?,
     };
     add_ratios(&mut records);
     // Measured backend-major (processes first); shown kernel by kernel.
@@ -178,10 +187,11 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
 }
 
 /// Runs every configuration and kernel over one array of `T`.
-fn measure<T: Float + Element>(
+fn measure<T: Sample>(
     args: &CompareArgs,
     kernels: &[Kernel],
     configs: &[(BackendKind, usize)],
+    partial_bytes: usize,
 ) -> CliResult<Vec<Record>> {
     let mut a: SharedArray<T, Ix1> = bench::create_array(args.len)?;
     let steps = (configs.len() * kernels.len() * (args.repeat + 1)) as u64;
@@ -194,7 +204,6 @@ fn measure<T: Float + Element>(
     if let Ok(style) = ProgressStyle::with_template("{bar:32} {pos}/{len} {msg}") {
         bar.set_style(style);
     }
-    let partial_bytes = kernels.iter().map(Kernel::partial_bytes).max().unwrap_or(4096);
     let mut references: Vec<Option<ReductionValue>> = vec![None; kernels.len()];
     let mut records = Vec::new();
     let simd = shmpar_kernels::simd::simd_level().name().to_string();

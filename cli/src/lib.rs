@@ -14,6 +14,7 @@
 mod bench;
 pub mod catalog;
 mod compare;
+mod os;
 mod plot;
 mod run;
 mod segments;
@@ -92,12 +93,34 @@ impl FloatType {
     }
 }
 
+/// Where kernels run: the command line's names for [`BackendKind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// Worker processes of a shmpar pool, over shared memory.
+    Processes,
+    /// A rayon pool of threads, over the same memory.
+    Threads,
+    /// One thread, one chunk: the baseline.
+    Serial,
+}
+
+impl BackendArg {
+    fn kind(self) -> BackendKind {
+        match self {
+            BackendArg::Processes => BackendKind::Processes,
+            BackendArg::Threads => BackendKind::Threads,
+            BackendArg::Serial => BackendKind::Serial,
+        }
+    }
+}
+
 /// How process-pool workers start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum StartMethod {
     /// fork() the coordinator (default).
     Fork,
-    /// Re-execute this program.
+    /// Start new processes of this program; they run the command's
+    /// registered kernels.
     Spawn,
 }
 
@@ -129,12 +152,13 @@ struct RunArgs {
     /// Element type.
     #[arg(long, value_enum, default_value_t = FloatType::F64)]
     dtype: FloatType,
-    /// Number of workers (chunks); default: the CPUs this process may use.
+    /// Number of workers (chunks) of processes and threads; default: the
+    /// CPUs this process may use. Serial always runs on 1 worker.
     #[arg(long, allow_negative_numbers = true)]
     workers: Option<usize>,
     /// Where the kernel runs.
-    #[arg(long, default_value = "processes", value_parser = parse_backend)]
-    backend: BackendKind,
+    #[arg(long, value_enum, default_value_t = BackendArg::Processes)]
+    backend: BackendArg,
     /// How process workers start.
     #[arg(long, value_enum, default_value_t = StartMethod::Fork)]
     start: StartMethod,
@@ -156,8 +180,13 @@ struct CompareArgs {
     dtype: FloatType,
     /// Backends, comma-separated; they always run in the order processes,
     /// threads, serial (process pools must fork before any thread exists).
-    #[arg(long, value_delimiter = ',', default_value = "processes,threads,serial", value_parser = parse_backend)]
-    backends: Vec<BackendKind>,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "processes,threads,serial"
+    )]
+    backends: Vec<BackendArg>,
     /// Worker counts, comma-separated (serial always runs once, on 1 worker).
     #[arg(
         long,
@@ -178,10 +207,6 @@ struct CompareArgs {
     /// Also draw GB/s by backend and worker count, per kernel, as SVG to FILE.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
-}
-
-fn parse_backend(s: &str) -> Result<BackendKind, String> {
-    s.trim().parse()
 }
 
 /// A failure of a command: the one line printed after `shmpar: error: `.

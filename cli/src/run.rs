@@ -3,16 +3,16 @@
 use std::time::Instant;
 
 use ndarray::Ix1;
-use shmpar::{BackendKind, Element, SharedArray};
-use shmpar_kernels::Float;
+use shmpar::{BackendKind, SharedArray};
 
-use crate::bench::{self, Kernel};
+use crate::bench::{self, Kernel, Sample};
 use crate::units::{median, seconds};
 use crate::{CliError, CliResult, FloatType, RunArgs, out};
 
 /// `shmpar run`.
 pub(crate) fn run(args: &RunArgs) -> CliResult {
     let kernel = Kernel::parse(&args.kernel)?;
+    let backend = args.backend.kind();
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -20,33 +20,42 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
             .min(args.len)
     });
     bench::check_workers(workers, args.len)?;
+    // Serial is the one-thread baseline, as in `compare`: one chunk, so its
+    // label and its timing mean the same in both commands.
+    let workers = if backend == BackendKind::Serial {
+        1
+    } else {
+        workers
+    };
     if args.repeat == 0 || args.repeat > 1_000_000 {
         return Err(CliError::msg("--repeat must be between 1 and 1000000"));
     }
-    if args.backend == BackendKind::Processes {
+    let mut pool_bytes = 0;
+    if backend == BackendKind::Processes {
         kernel.check_for_processes()?;
+        pool_bytes = bench::pool_bytes(workers, kernel.partial_bytes());
     }
-    bench::check_memory(args.len, args.dtype)?;
+    bench::check_memory(args.len, args.dtype, pool_bytes)?;
     match args.dtype {
         FloatType::F32 => run_typed::<f32>(args, &kernel, workers),
         FloatType::F64 => run_typed::<f64>(args, &kernel, workers),
     }
 }
 
-fn run_typed<T: Float + Element>(args: &RunArgs, kernel: &Kernel, workers: usize) -> CliResult {
+fn run_typed<T: Sample>(args: &RunArgs, kernel: &Kernel, workers: usize) -> CliResult {
+    let kind = args.backend.kind();
     // The pool forks before anything else of this process exists.
-    let (backend, start_s) = bench::start_backend(args.backend, workers, args.start, kernel.partial_bytes())?;
+    let (backend, start_s) = bench::start_backend(kind, workers, args.start, kernel.partial_bytes())?;
     let mut a: SharedArray<T, Ix1> = bench::create_array(args.len)?;
-    let start_method = match args.backend {
+    let start_method = match kind {
         BackendKind::Processes => format!(", {} start", args.start.name()),
         _ => String::new(),
     };
     let mut text = format!(
-        "run {}: {} on {} x {}{start_method}\n",
+        "run {}: {} on {kind} x {}{start_method}\n",
         kernel.spec(),
         bench::describe(args.len, args.dtype),
-        args.backend,
-        workers,
+        backend.workers(),
     );
     text.push_str(&format!("  start     {}\n", seconds(start_s)));
     let t = Instant::now();

@@ -254,6 +254,114 @@ fn run_verifies_kernels_on_every_backend() {
     assert!(text.contains("result") && text.contains("verified"), "{text}");
 }
 
+/// A pool started with `--start spawn` runs new processes of `shmpar`,
+/// which find the command's kernels (fill, the elementwise map, the
+/// reduction's map) by their registered names.
+#[test]
+fn run_and_compare_on_spawned_workers() {
+    let _g = shared();
+    for (kernel, dtype) in [("scale:2", "f64"), ("clamp:0.25:0.75", "f32")] {
+        let text = ok(&[
+            "run",
+            kernel,
+            "--len",
+            "10_000",
+            "--dtype",
+            dtype,
+            "--workers",
+            "2",
+            "--start",
+            "spawn",
+            "--repeat",
+            "2",
+        ]);
+        assert!(
+            text.starts_with(&format!("run {kernel}: 10000 {dtype} elements"))
+                && text.contains("on processes x 2, spawn start")
+                && text.contains("verified  bit-identical to the serial reference"),
+            "{text}"
+        );
+    }
+    for (kernel, dtype) in [("mean", "f64"), ("var:1", "f32"), ("histogram:0:1:8", "f64")] {
+        let text = ok(&[
+            "run",
+            kernel,
+            "--len",
+            "10_000",
+            "--dtype",
+            dtype,
+            "--workers",
+            "3",
+            "--start",
+            "spawn",
+            "--repeat",
+            "2",
+        ]);
+        assert!(
+            text.contains("on processes x 3, spawn start")
+                && text.contains("  result    ")
+                && text.contains("verified  within 1e-9 of the serial reference (every run)"),
+            "{kernel}:\n{text}"
+        );
+    }
+    // The histogram's counts add up to the array, whoever counted them.
+    let text = ok(&[
+        "run",
+        "histogram:0:1:4",
+        "--len",
+        "1000",
+        "--workers",
+        "2",
+        "--start",
+        "spawn",
+    ]);
+    let counts: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("  result    ["))
+        .and_then(|l| l.split(']').next())
+        .expect("a histogram result")
+        .split(", ")
+        .map(|c| c.parse::<u64>().expect("a count"))
+        .sum();
+    assert_eq!(counts, 1000, "{text}");
+
+    let table = ok(&[
+        "compare",
+        "--start",
+        "spawn",
+        "--len",
+        "5000",
+        "--workers",
+        "2",
+        "--repeat",
+        "1",
+        "--backends",
+        "processes,serial",
+        "--kernels",
+        "sqrt,mean",
+    ]);
+    let rows: Vec<&str> = table.lines().filter(|l| l.contains(" processes ")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows.iter().all(|r| r.trim_end().ends_with("yes")), "{table}");
+    assert!(table.contains("mean = "), "{table}");
+}
+
+#[test]
+fn serial_runs_on_one_worker() {
+    let _g = shared();
+    let text = ok(&[
+        "run",
+        "sqrt",
+        "--len",
+        "1000",
+        "--workers",
+        "4",
+        "--backend",
+        "serial",
+    ]);
+    assert!(text.contains("on serial x 1\n"), "{text}");
+}
+
 #[test]
 fn compare_writes_json_and_svg() {
     let _g = shared();
@@ -317,7 +425,7 @@ fn bad_input_is_one_line_and_a_failure() {
         &["run", "scale:x"],
         &["run", "clamp:1:0"],
         &["run", "histogram:0:1:0"],
-        &["run", "histogram:0:1:1000000", "--len", "100"],
+        &["run", "histogram:0:1:10000000", "--len", "100"],
         &["run", "sqrt", "--len", "0"],
         &["run", "sqrt", "--len", "-5"],
         &["run", "sqrt", "--len", "abc"],
@@ -376,4 +484,13 @@ fn help_and_version_succeed() {
         assert!(ok(&[sub, "--help"]).contains("Usage"));
     }
     assert!(ok(&["--version"]).starts_with("shmpar "));
+    for sub in ["run", "compare"] {
+        let help = ok(&[sub, "--help"]);
+        for value in ["processes:", "threads:", "serial:", "fork:", "spawn:"] {
+            assert!(
+                help.contains(value),
+                "`{sub} --help` does not list {value}\n{help}"
+            );
+        }
+    }
 }
