@@ -502,6 +502,18 @@ pub fn run(args: &Args) -> Tally {
         ),
         ("scope cleanup", Box::new(|| scope_cleanup(&prefix))),
         ("bad arguments", Box::new(|| bad_arguments(&pool, &prefix, start))),
+        (
+            "unregistered closure",
+            Box::new(|| crate::nested::unregistered_closure(&pool, &prefix, start)),
+        ),
+        (
+            "a kernel starts a shmpar program with its own pool",
+            Box::new(|| crate::nested::kernel_starts_a_shmpar_program(&pool, &prefix)),
+        ),
+        (
+            "three arrays of three types and shapes",
+            Box::new(|| crate::several_arrays::three_arrays(&pool, &prefix)),
+        ),
     ];
     for (label, check) in &checks {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check))

@@ -11,7 +11,9 @@ mod faults;
 mod functional;
 mod hostile;
 mod load;
+mod nested;
 mod resources;
+mod several_arrays;
 
 use std::collections::HashMap;
 
@@ -199,6 +201,7 @@ fn main() {
         "perm-probe" => resources::perm_probe(&args),
         "gc-loop" => load::gc_loop(&args),
         "load-one" => load::load_one(&args),
+        "nested-pool" => nested::nested_pool(),
         _ => {
             eprintln!("unknown scenario {scenario}\n{USAGE}");
             std::process::exit(2);
