@@ -40,11 +40,52 @@ fn run_helper(mut cmd: Command, limit: Duration) -> Result<(Option<i32>, String,
     Ok((status, out, err))
 }
 
-/// What a helper case reported: its `case=` line decides.
-fn judge(name: &str, status: Option<i32>, out: &str, err: &str) -> Option<Result<String, String>> {
+/// The line a helper prints first, before it does anything that can fail.
+fn started_line(name: &str) -> String {
+    format!("helper={name} started")
+}
+
+/// Says that the helper runs: the wrapper (if any) got as far as it.
+fn announce_start(name: &str) {
+    use std::io::Write;
+    println!("{}", started_line(name));
+    let _ = std::io::stdout().flush();
+}
+
+/// Whether the helper runs under a wrapper (`unshare`, `setpriv`) that
+/// may be unable to run it here: only then is a helper that never started
+/// a skip rather than a failure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wrapped {
+    Yes,
+    No,
+}
+
+/// What a helper case reported: its `case=` line decides. `None` is a
+/// skip: the wrapper could not start the helper here (no
+/// `helper=NAME started` line). A helper that started and then printed no
+/// `case=` line (it panicked, or exited early) failed.
+fn judge(
+    name: &str,
+    wrapped: Wrapped,
+    status: Option<i32>,
+    out: &str,
+    err: &str,
+) -> Option<Result<String, String>> {
     let Some(status) = status else {
         return Some(Err(format!("HANG: case {name} ran past its time limit")));
     };
+    let tail = || err.lines().rev().take(5).collect::<Vec<_>>();
+    if !out.lines().any(|l| l == started_line(name)) {
+        return match wrapped {
+            Wrapped::Yes => None,
+            Wrapped::No => Some(Err(format!(
+                "the helper for case {name} never started ({}); stderr: {:?}",
+                describe_status(status),
+                tail()
+            ))),
+        };
+    }
     if libc::WIFSIGNALED(status) {
         return Some(Err(format!(
             "case {name} died by {}; stderr: {err}",
@@ -57,8 +98,11 @@ fn judge(name: &str, status: Option<i32>, out: &str, err: &str) -> Option<Result
             Some(Ok(l.to_owned()))
         }
         Some(l) => Some(Err(format!("{l}; {}", describe_status(status)))),
-        // The wrapper (unshare, setpriv) could not run here: a skip.
-        None => None,
+        None => Some(Err(format!(
+            "case {name} started but reported nothing ({}); stderr: {:?}",
+            describe_status(status),
+            tail()
+        ))),
     }
 }
 
@@ -95,8 +139,13 @@ pub fn exhaustion(_args: &Args) -> Tally {
                 c
             }
         };
+        let wrapped = if matches!(case, "shm-small" | "nproc") {
+            Wrapped::Yes
+        } else {
+            Wrapped::No
+        };
         let outcome = run_helper(cmd, Duration::from_secs(60)).and_then(|(status, out, err)| {
-            match judge(case, status, &out, &err) {
+            match judge(case, wrapped, status, &out, &err) {
                 Some(r) => r.map(|line| println!("{line}")),
                 None => {
                     skipped.push(format!(
@@ -226,8 +275,49 @@ fn lowest_free_fd() -> u64 {
     }
 }
 
-/// RLIMIT_NOFILE: with no descriptor free, creation fails cleanly; with one
-/// free, pools and arrays work for many jobs (no descriptor leaks).
+/// Whether the OS error `errno` is in the chain of `err`'s sources.
+fn caused_by(err: &(dyn std::error::Error + 'static), errno: i32) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            == Some(errno)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Descriptors open in this process (reading the list takes one more,
+/// the same one every time).
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(usize::MAX)
+}
+
+/// Nothing of a refused start may stay: no worker, no segment.
+fn nothing_started(prefix: &str, what: &str) -> Result<(), String> {
+    crate::common::reap_exited();
+    let children = crate::common::children_of(getpid());
+    if !children.is_empty() {
+        return Err(format!("{what} left processes {children:?}"));
+    }
+    let left = ours(prefix);
+    if !left.is_empty() {
+        return Err(format!("{what} left {left:?}"));
+    }
+    Ok(())
+}
+
+/// RLIMIT_NOFILE: with no descriptor free, creating an array fails with
+/// the OS's EMFILE and leaves no name; a fork pool refuses (it cannot read
+/// its thread count, which counts as unsafe: `ForkWithThreads { threads:
+/// None }`, or EMFILE itself); a spawn pool fails with EMFILE; none leaves
+/// a process or a segment. With one descriptor free, a pool and 100 arrays
+/// work, compute the right values, and leak no descriptor.
 fn case_nofile(prefix: &str) -> Check {
     let old = set_limit(libc::RLIMIT_NOFILE, lowest_free_fd());
     let array = SharedArray::<u32, Ix1>::create_with(&opts(prefix, "nofd"), 100).map(|_| ());
@@ -236,20 +326,40 @@ fn case_nofile(prefix: &str) -> Check {
     restore_limit(libc::RLIMIT_NOFILE, old);
     let mut msgs = Vec::new();
     match array {
-        Err(e) => msgs.push(e.to_string()),
+        Err(e @ CoreError::Io { .. }) if caused_by(&e, libc::EMFILE) => msgs.push(e.to_string()),
+        Err(e) => {
+            return Err(format!(
+                "an array with no descriptor free: expected EMFILE, got {e:?}"
+            ));
+        }
         Ok(()) => return Err("an array was created with no descriptor free".into()),
     }
-    for (what, r) in [("fork pool", fork_pool), ("spawn pool", spawn_pool)] {
-        match r {
-            Err(e) => msgs.push(e.to_string()),
-            Ok(()) => return Err(format!("a {what} started with no descriptor free")),
+    if exists(&format!("{prefix}nofd")) {
+        return Err("the refused array left its name".into());
+    }
+    match fork_pool {
+        Err(e @ Error::ForkWithThreads { threads: None }) => msgs.push(e.to_string()),
+        Err(e) if caused_by(&e, libc::EMFILE) => msgs.push(e.to_string()),
+        Err(e) => {
+            return Err(format!(
+                "a fork pool with no descriptor free: expected ForkWithThreads {{ threads: None }} or EMFILE, got {e:?}"
+            ));
         }
+        Ok(()) => return Err("a fork pool started with no descriptor free".into()),
     }
-    let left = ours(prefix);
-    if !left.is_empty() {
-        return Err(format!("left {left:?}"));
+    nothing_started(prefix, "the refused fork pool")?;
+    match spawn_pool {
+        Err(e) if caused_by(&e, libc::EMFILE) => msgs.push(e.to_string()),
+        Err(e) => {
+            return Err(format!(
+                "a spawn pool with no descriptor free: expected EMFILE, got {e:?}"
+            ));
+        }
+        Ok(()) => return Err("a spawn pool started with no descriptor free".into()),
     }
+    nothing_started(prefix, "the refused spawn pool")?;
     // One descriptor free: everything must still work, again and again.
+    let before = open_descriptors();
     let old = set_limit(libc::RLIMIT_NOFILE, lowest_free_fd() + 1);
     let result = (|| -> Result<(), String> {
         let pool = Pool::builder()
@@ -260,16 +370,24 @@ fn case_nofile(prefix: &str) -> Check {
             let mut a = SharedArray::<u32, Ix1>::create_with(&opts(prefix, &format!("fd{i}")), 1000)
                 .map_err(|e| format!("array {i} with one fd free: {e}"))?;
             small_job(&pool, &mut a)?;
+            if a.view().iter().any(|&x| x != 1) {
+                return Err(format!(
+                    "the job on array {i} with one fd free computed wrong values"
+                ));
+            }
         }
         Ok(())
     })();
     restore_limit(libc::RLIMIT_NOFILE, old);
     result?;
-    let left = ours(prefix);
-    if !left.is_empty() {
-        return Err(format!("left {left:?}"));
+    let after = open_descriptors();
+    if after != before {
+        return Err(format!(
+            "{before} descriptors open before a pool and 100 arrays, {after} after they are gone"
+        ));
     }
-    Ok(format!("messages={:?}", msgs))
+    nothing_started(prefix, "the pool with one descriptor free")?;
+    Ok(format!("messages={msgs:?}"))
 }
 
 fn processes_of_uid(uid: u32) -> u64 {
@@ -365,18 +483,24 @@ fn vm_size() -> u64 {
         * 1024
 }
 
-/// RLIMIT_AS: an array larger than the address space left fails with an
-/// error, nothing is left, and smaller work goes on.
+/// RLIMIT_AS: an array larger than the address space left fails with the
+/// OS's ENOMEM (its mapping cannot be made), leaves no name, and smaller
+/// work goes on under the same limit with the right values.
 fn case_as(prefix: &str) -> Check {
     let old = set_limit(libc::RLIMIT_AS, vm_size() + (256 << 20));
     let result = (|| -> Result<String, String> {
         let msg = match SharedArray::<f64, Ix1>::create_with(&opts(prefix, "big"), 64 << 20) {
-            Err(e) => format!(
+            Err(e @ CoreError::Io { .. }) if caused_by(&e, libc::ENOMEM) => format!(
                 "{e}: {}",
                 std::error::Error::source(&e)
                     .map(|s| s.to_string())
                     .unwrap_or_default()
             ),
+            Err(e) => {
+                return Err(format!(
+                    "a 512 MiB array in 256 MiB of address space: expected ENOMEM, got {e:?}"
+                ));
+            }
             Ok(_) => return Err("a 512 MiB array fit in 256 MiB of address space".into()),
         };
         if exists(&format!("{prefix}big")) {
@@ -389,20 +513,21 @@ fn case_as(prefix: &str) -> Check {
         let mut a = SharedArray::<u32, Ix1>::create_with(&opts(prefix, "small"), 1 << 20)
             .map_err(|e| e.to_string())?;
         small_job(&pool, &mut a)?;
+        if a.view().iter().any(|&x| x != 1) {
+            return Err("the job under RLIMIT_AS computed wrong values".into());
+        }
         Ok(msg)
     })();
     restore_limit(libc::RLIMIT_AS, old);
     let msg = result?;
-    let left = ours(prefix);
-    if !left.is_empty() {
-        return Err(format!("left {left:?}"));
-    }
+    nothing_started(prefix, "the case")?;
     Ok(format!("message={msg:?}"))
 }
 
 /// Helper process: one exhaustion case.
 pub fn exhaust_case(args: &Args) -> ! {
     let case = args.positional(0).to_owned();
+    announce_start(&case);
     let prefix = prefix(&format!("exhaust{}", case.replace('-', "")));
     let result = match case.as_str() {
         "shm-small" => case_shm_small(&prefix),
@@ -465,7 +590,7 @@ pub fn permissions(_args: &Args) -> Tally {
             &name,
         ]);
         let (status, out, err) = run_helper(cmd, Duration::from_secs(30))?;
-        match judge("perm-probe", status, &out, &err) {
+        match judge("perm-probe", Wrapped::Yes, status, &out, &err) {
             Some(r) => println!("{}", r?),
             None => {
                 tally.extra("skipped", "setpriv");
@@ -516,6 +641,7 @@ pub fn permissions(_args: &Args) -> Tally {
 
 /// Helper process, run as another user: every way in must be refused.
 pub fn perm_probe(args: &Args) -> ! {
+    announce_start("perm-probe");
     let name = args.get("name").unwrap_or_default().to_owned();
     let mut failures = Vec::new();
     let denied = |r: Result<(), CoreError>| matches!(r, Err(CoreError::PermissionDenied { .. }));
