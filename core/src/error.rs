@@ -191,14 +191,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// A result slot was asked for; layout version 2 has none (kept only
-    /// until the runtime stops using result slots).
-    #[error("result slot error: {reason}")]
-    Slot {
-        /// What is wrong.
-        reason: String,
-    },
-
     /// A participant of the barrier died or gave up, so the barrier can no
     /// longer complete; every waiter is released with this error.
     #[error("the barrier is poisoned: a participant died or gave up")]

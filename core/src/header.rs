@@ -212,11 +212,6 @@ pub struct Layout {
     pub creator: ProcessId,
     /// Whether the creator chose to keep the segment after it exits.
     pub persistent: bool,
-    /// Always 0: layout version 2 has no result slots. Kept only while the
-    /// CLI still shows it; it goes with the rest of the slot API.
-    pub slot_count: usize,
-    /// Always 0, as `slot_count`.
-    pub slot_size: usize,
 }
 
 /// Bytes of data for `shape`, or `None` when a view of it cannot exist:
@@ -276,8 +271,6 @@ impl Layout {
             page_size: PAGE_SIZE,
             creator: ProcessId::current(),
             persistent: false,
-            slot_count: 0,
-            slot_size: 0,
         })
     }
 
@@ -609,8 +602,6 @@ impl Header {
                 start_time: self.creator_start_time,
             },
             persistent: self.flags & FLAG_PERSISTENT != 0,
-            slot_count: 0,
-            slot_size: 0,
         })
     }
 }

@@ -123,13 +123,6 @@ impl SegmentOptions {
         self.persist = persist;
         self
     }
-
-    /// Ignored: layout version 2 has no result slots. Kept only until the
-    /// runtime stops calling it.
-    #[doc(hidden)]
-    pub fn slots(self, _count: u32, _size: u32) -> Self {
-        self
-    }
 }
 
 /// A mapped segment: the array's data, then the header page with the
@@ -593,52 +586,6 @@ impl Segment {
         let state = self.header_page().wrapping_add(LOCK_OFFSET).cast::<LockState>();
         // SAFETY: as in `barrier`, for the lock's line.
         ShmLock::new(unsafe { &*state })
-    }
-
-    /// Always 0: layout version 2 has no result slots. Kept only until the
-    /// runtime stops calling it.
-    #[doc(hidden)]
-    pub fn slot_count(&self) -> usize {
-        0
-    }
-
-    /// Always 0, as [`slot_count`](Self::slot_count).
-    #[doc(hidden)]
-    pub fn slot_capacity(&self) -> usize {
-        0
-    }
-
-    fn no_slots(index: usize) -> Error {
-        Error::Slot {
-            reason: format!("slot {index} does not exist: layout version 2 has no result slots"),
-        }
-    }
-
-    /// Always fails: layout version 2 has no result slots.
-    ///
-    /// # Errors
-    /// Always [`Error::Slot`].
-    #[doc(hidden)]
-    pub fn write_slot(&self, index: usize, _payload: &[u8]) -> Result<()> {
-        Err(Self::no_slots(index))
-    }
-
-    /// Always fails: layout version 2 has no result slots.
-    ///
-    /// # Errors
-    /// Always [`Error::Slot`].
-    #[doc(hidden)]
-    pub fn read_slot(&self, index: usize) -> Result<Option<Vec<u8>>> {
-        Err(Self::no_slots(index))
-    }
-
-    /// Always fails: layout version 2 has no result slots.
-    ///
-    /// # Errors
-    /// Always [`Error::Slot`].
-    #[doc(hidden)]
-    pub fn clear_slot(&self, index: usize) -> Result<()> {
-        Err(Self::no_slots(index))
     }
 }
 
