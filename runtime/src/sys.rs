@@ -113,10 +113,7 @@ pub(crate) fn getpid() -> i32 {
 /// How many threads the calling process runs; `None` when `/proc` cannot
 /// tell (callers must then assume "more than one").
 pub(crate) fn thread_count() -> Option<usize> {
-    std::fs::read_dir("/proc/self/task")
-        .ok()
-        .map(|d| d.count())
-        .filter(|&n| n > 0)
+    shmpar_core::os::thread_count()
 }
 
 /// (device, inode) of the executable this process runs.
