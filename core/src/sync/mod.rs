@@ -1,29 +1,35 @@
-//! Process-shared synchronization that lives inside a segment: a barrier
-//! and a robust lock, both built on *shared* futexes.
+//! Process-shared synchronization that lives inside a segment: a barrier,
+//! a robust lock and an event word, all built on *shared* futexes.
 //!
 //! Each state struct is exactly one cache line, `#[repr(C)]`, made only of
 //! `u32` atomics and reserved padding, so its layout is part of the segment
-//! format (`docs/segment-layout.md`). All-zero bytes are a valid fresh state
-//! of both structs, because a segment is created zero-filled. The protocols,
-//! their memory orderings and the byte layout are described in this module's
-//! design note, `core/src/sync/README.md`.
+//! format (`docs/segment-layout.md`) or of the format that embeds it. All-zero
+//! bytes are a valid fresh state of every one, because a segment is created
+//! zero-filled. The protocols, their memory orderings and the byte layout are
+//! described in this module's design note, `core/src/sync/README.md`.
 //!
 //! * [`Barrier`] is a handle over a [`BarrierState`]: every participant
 //!   process calls [`Barrier::wait`] once per phase.
 //! * [`ShmLock`] is a handle over a [`LockState`]: a mutual-exclusion lock
 //!   that tells the next locker when its previous owner died holding it.
+//! * [`Event`] is a word that posters change and waiters wait to see change
+//!   (spin, then sleep; no system call when nobody sleeps): the pool's job
+//!   posting and completion signals (`runtime/src/pool/README.md`).
 //!
 //! Under `--cfg loom` the atomics are loom's and the futex is emulated with a
 //! loom mutex and condition variable, so the protocols are model-checked
 //! (`core/tests/loom_sync.rs`).
 
 mod barrier;
+mod event;
 mod futex;
 mod lock;
 
 pub use barrier::{Barrier, BarrierWaitResult, MAX_PARTIES, SpinPolicy};
+pub use event::Event;
 /// The shared futex, for protocols of other crates that live in a segment
-/// (the runtime's job posting). Never `FUTEX_PRIVATE_FLAG`.
+/// ([`Event`] covers the common one, waiting for a word to change). Never
+/// `FUTEX_PRIVATE_FLAG`.
 pub use futex::{WaitOutcome, wait as futex_wait, wake as futex_wake};
 pub use lock::{LockGuard, ShmLock};
 
