@@ -94,8 +94,10 @@ impl Inner {
     }
 
     /// Writes the job descriptor and parameters and resets the per-job
-    /// words. Every worker is idle here: the previous job ended with all
-    /// of them done.
+    /// words. No worker reads them now: the previous job ended only once
+    /// the coordinator had acquired every worker's non-PENDING status (the
+    /// worker's last access to the descriptor comes before its release
+    /// store of that status) or reaped the worker.
     fn prepare(
         &mut self,
         arrays: &[(&Segment, bool)],

@@ -225,8 +225,10 @@ pub(crate) fn serve(env: WorkerEnv, mut seen: u32) -> ! {
             sys::exit_now(0);
         }
         // SAFETY: the coordinator wrote the descriptor before its release
-        // increment of `post`, which our acquire load observed, and does not
-        // write it again until every worker has reported `done`.
+        // increment of `post`, which our acquire load observed, and writes
+        // it again only after it has acquired every worker's non-PENDING
+        // status for this job (our release store in `report`, after which we
+        // no longer read it) or reaped the worker.
         let desc: &JobDesc = unsafe { &*control.job.get() };
         env.evict(desc);
         report(&env, || {
