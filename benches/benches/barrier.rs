@@ -12,7 +12,7 @@ use criterion::{BenchmarkId, Criterion};
 use shmpar_benches::barriers::{ProcessBarrier, ProcessGroup, ThreadGroup};
 
 fn main() {
-    let cpus = shmpar_benches::procfs::cpus();
+    let cpus = shmpar_benches::os::cpus();
     let mut parties = vec![2, cpus, 2 * cpus];
     parties.sort_unstable();
     parties.dedup();

@@ -37,7 +37,10 @@ fn main() {
     let k = black_box(1.0);
     g.sample_size(10);
     g.bench_function("pool-fork-per-job", |b| {
-        b.iter(|| pool.run_forked(&mut a, (), move |_, mut c, _| c[0] += k).expect("job"))
+        b.iter(|| {
+            pool.run_forked(&mut a, (), move |_, mut c, _| c[0] += k)
+                .expect("job")
+        })
     });
     g.sample_size(20);
     let rayon_pool = rayon::ThreadPoolBuilder::new()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion};
 use ndarray::Ix1;
 use shmpar::SharedArray;
+use shmpar_core::Scope;
 
 fn main() {
     let mut c = Criterion::default()
@@ -20,7 +21,7 @@ fn main() {
     let mut g = c.benchmark_group("segment");
     for mib in [1u64, 16, 256, 1024, 4096] {
         let bytes = mib << 20;
-        let free = shmpar_benches::procfs::free_bytes(Path::new("/dev/shm")).unwrap_or(0);
+        let free = shmpar_core::os::free_bytes(Path::new("/dev/shm")).unwrap_or(0);
         if free < bytes + (256 << 20) {
             eprintln!(
                 "segment: skipping {mib} MiB: /dev/shm has {} MiB free",
@@ -34,8 +35,13 @@ fn main() {
                 b.iter(|| black_box(SharedArray::<f64, Ix1>::create(len).expect("create")))
             });
         }
-        let a = SharedArray::<f64, Ix1>::create(len).expect("create");
+        // A process holds one handle per segment: the scope keeps (and at
+        // its end removes) the name, so that attach makes the only handle.
+        let scope = Scope::new();
+        let mut a = scope.create::<f64, Ix1>(len).expect("create");
         let name = a.name();
+        a.segment_mut().persist();
+        drop(a);
         g.bench_function(BenchmarkId::new("attach", format!("{mib}MiB")), |b| {
             b.iter(|| black_box(SharedArray::<f64, Ix1>::attach(&name).expect("attach")))
         });

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use shmpar_core::sync::{Barrier, BarrierState, SpinPolicy};
 use shmpar_core::{DType, Segment, SegmentOptions};
 
+use crate::os::{self, PthreadBarrier, SharedPages};
+
 /// The command word's value that ends the participants.
 const STOP: u64 = u64::MAX;
 
@@ -62,26 +64,21 @@ struct Shared {
     state: BarrierState,
     command: AtomicU64,
     _pad: [u64; 7],
-    pthread: libc::pthread_barrier_t,
+    pthread: PthreadBarrier,
 }
 
 /// A handle that waits at the group's barrier.
 #[derive(Clone, Copy)]
 enum Waiter<'a> {
     Shmpar(Barrier<'a>),
-    Pthread(*mut libc::pthread_barrier_t),
+    Pthread(&'a PthreadBarrier),
 }
 
 impl Waiter<'_> {
     fn wait(&self) -> bool {
         match self {
             Waiter::Shmpar(b) => b.wait().is_ok(),
-            Waiter::Pthread(b) => {
-                // SAFETY: `b` points at a process-shared barrier initialized
-                // for the group's parties, in a mapping that outlives the group.
-                let rc = unsafe { libc::pthread_barrier_wait(*b) };
-                rc == 0 || rc == libc::PTHREAD_BARRIER_SERIAL_THREAD
-            }
+            Waiter::Pthread(b) => b.wait(),
         }
     }
 }
@@ -90,9 +87,11 @@ impl Waiter<'_> {
 pub struct ProcessGroup {
     kind: ProcessBarrier,
     parties: usize,
-    shared: *mut Shared,
     segment: Option<Segment>,
     pids: Vec<i32>,
+    /// Holds a [`Shared`]; declared last, so it is unmapped after the
+    /// participants were stopped (in `drop`) and the segment dropped.
+    pages: SharedPages,
 }
 
 impl ProcessGroup {
@@ -102,35 +101,26 @@ impl ProcessGroup {
     /// When the process has other threads (forking then is unsafe), or a
     /// system call fails.
     pub fn start(kind: ProcessBarrier, parties: usize) -> std::io::Result<ProcessGroup> {
-        let threads = crate::procfs::thread_count();
-        if threads > 1 {
-            return Err(std::io::Error::other(format!(
-                "a process group must start in a single-threaded process; this one has {threads} threads"
-            )));
+        // Fail closed: a thread count that cannot be read may hide threads.
+        match shmpar_core::os::thread_count() {
+            Some(1) => {}
+            threads => {
+                return Err(std::io::Error::other(format!(
+                    "a process group must start in a single-threaded process; this one has {}",
+                    threads.map_or_else(
+                        || "an unknown number of threads".to_owned(),
+                        |n| format!("{n} threads")
+                    )
+                )));
+            }
         }
         let parties = parties.max(1);
-        let len = size_of::<Shared>().next_multiple_of(4096);
-        // SAFETY: a fresh anonymous shared mapping; no existing memory changes.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let shared = ptr.cast::<Shared>();
         let mut group = ProcessGroup {
             kind,
             parties,
-            shared,
             segment: None,
             pids: Vec::new(),
+            pages: SharedPages::new(size_of::<Shared>())?,
         };
         if kind == ProcessBarrier::Segment {
             let segment =
@@ -145,20 +135,9 @@ impl ProcessGroup {
                 .reset(parties as u32)
                 .map_err(std::io::Error::other)?;
         } else {
-            // SAFETY: the attribute and the barrier live in memory we own
-            // (the attribute on the stack, the barrier in the mapping);
-            // PTHREAD_PROCESS_SHARED is what a barrier in MAP_SHARED memory
-            // used by several processes needs.
-            unsafe {
-                let mut attr: libc::pthread_barrierattr_t = std::mem::zeroed();
-                libc::pthread_barrierattr_init(&mut attr);
-                libc::pthread_barrierattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
-                let rc = libc::pthread_barrier_init(&raw mut (*shared).pthread, &attr, parties as u32);
-                libc::pthread_barrierattr_destroy(&mut attr);
-                if rc != 0 {
-                    return Err(std::io::Error::from_raw_os_error(rc));
-                }
-            }
+            // SAFETY: the field lies in the group's pages, which stay mapped
+            // as long as the group, and nobody waits on it yet.
+            unsafe { PthreadBarrier::init(&raw mut (*group.shared()).pthread, parties as u32)? };
         }
         let waiter = group.waiter();
         let parent = std::process::id() as i32;
@@ -167,37 +146,35 @@ impl ProcessGroup {
             // SAFETY: the process is single-threaded (checked above), so the
             // child may do anything; it only uses the barrier, atomics and
             // `_exit`, all async-signal-safe, and never returns.
-            let pid = unsafe { libc::fork() };
-            match pid {
-                -1 => {
-                    let e = std::io::Error::last_os_error();
+            match unsafe { os::fork() } {
+                Err(e) => {
                     for &pid in &pids {
-                        // SAFETY: killing and reaping our own children.
-                        unsafe {
-                            libc::kill(pid, libc::SIGKILL);
-                            libc::waitpid(pid, std::ptr::null_mut(), 0);
-                        }
+                        os::kill_and_reap(pid);
                     }
                     return Err(e);
                 }
-                0 => group.serve(waiter, parent),
-                pid => pids.push(pid),
+                Ok(0) => group.serve(waiter, parent),
+                Ok(pid) => pids.push(pid),
             }
         }
         group.pids = pids;
         Ok(group)
     }
 
+    fn shared(&self) -> *mut Shared {
+        self.pages.as_ptr().cast::<Shared>()
+    }
+
     fn state(&self) -> &BarrierState {
-        // SAFETY: `shared` points at a live, page-aligned mapping at least
+        // SAFETY: the pages are a live, page-aligned mapping at least
         // `size_of::<Shared>()` long; a zero-filled BarrierState is valid
         // (documented by shmpar-core), and only its atomics are written.
-        unsafe { &(*self.shared).state }
+        unsafe { &(*self.shared()).state }
     }
 
     fn command(&self) -> &AtomicU64 {
         // SAFETY: as in `state`; all-zero is a valid atomic.
-        unsafe { &(*self.shared).command }
+        unsafe { &(*self.shared()).command }
     }
 
     fn waiter(&self) -> Waiter<'_> {
@@ -207,29 +184,22 @@ impl ProcessGroup {
                 None => Waiter::Shmpar(Barrier::new(self.state())),
             },
             ProcessBarrier::Futex => Waiter::Shmpar(Barrier::with_spin(self.state(), SpinPolicy::Never)),
-            // SAFETY: a field address inside the live mapping.
-            ProcessBarrier::Pthread => Waiter::Pthread(unsafe { &raw mut (*self.shared).pthread }),
+            // SAFETY: inside the live pages; `start` set the barrier up for
+            // pthread groups before any waiter was made.
+            ProcessBarrier::Pthread => Waiter::Pthread(unsafe { &(*self.shared()).pthread }),
         }
     }
 
     /// A forked participant's life.
     fn serve(&self, waiter: Waiter<'_>, parent: i32) -> ! {
-        // SAFETY: async-signal-safe system calls.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                libc::_exit(0);
-            }
-        }
+        os::die_with_parent(parent);
         loop {
             if !waiter.wait() {
-                // SAFETY: ends this child without running the parent's destructors.
-                unsafe { libc::_exit(1) }
+                os::exit_now(1);
             }
             let iters = self.command().load(Ordering::Acquire);
             if iters == STOP {
-                // SAFETY: as above.
-                unsafe { libc::_exit(0) }
+                os::exit_now(0);
             }
             for _ in 0..iters {
                 waiter.wait();
@@ -262,13 +232,9 @@ impl Drop for ProcessGroup {
             self.waiter().wait();
         }
         for &pid in &self.pids {
-            let mut status = 0;
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+            os::reap(pid);
         }
-        // SAFETY: unmapping the page mapped in `start`; nobody uses it now
-        // (the children have exited).
-        unsafe { libc::munmap(self.shared.cast(), size_of::<Shared>().next_multiple_of(4096)) };
+        // The pages are unmapped after this, when the fields drop.
     }
 }
 

@@ -1,13 +1,13 @@
 //! Shared code of the shmpar benchmarks: the criterion benches in
 //! `benches/benches/` and the comparison harness (`src/bin/harness/`) use the
 //! same bandwidth-bound passes, barrier groups and `/proc` readers, so both
-//! measure the same thing.
+//! measure the same thing. Every system call of the package is in [`os`].
 //!
 //! `docs/benchmarks.md` (written by the harness) explains every measurement.
 
 pub mod bandwidth;
 pub mod barriers;
-pub mod procfs;
+pub mod os;
 pub mod stats;
 
 /// Fills `xs` with a deterministic mix of positive and negative values (no

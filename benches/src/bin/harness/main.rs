@@ -27,7 +27,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::de::DeserializeOwned;
 
 use results::{BarrierRow, CReference, Config, DispatchRow, Machine, Python, Results};
-use shmpar_benches::procfs;
+use shmpar_benches::os;
 use shmpar_benches::stats::Summary;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -188,7 +188,7 @@ fn strings(args: &[&dyn std::fmt::Display]) -> Vec<String> {
 
 fn orchestrate(mut run: RunArgs) -> Res<()> {
     let start = Instant::now();
-    let cpus = procfs::cpus();
+    let cpus = os::cpus();
     if run.quick {
         run.len = run.len.min(1_000_000);
         run.repeat = run.repeat.min(5);
@@ -425,31 +425,14 @@ fn command_line() -> String {
 }
 
 fn machine(label: &str) -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("unknown")
-        .trim()
-        .to_owned();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_kb: f64 = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
     Machine {
         label: label.to_owned(),
-        cpu,
-        cpus: procfs::cpus(),
-        memory_gib: mem_kb / (1024.0 * 1024.0),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
-        shm_free_gib: procfs::free_bytes(Path::new("/dev/shm")).unwrap_or(0) as f64 / (1u64 << 30) as f64,
+        cpu: os::cpu_model(),
+        cpus: os::cpus(),
+        memory_gib: gib(os::mem_total_bytes()),
+        kernel: os::kernel_release(),
+        shm_free_gib: gib(shmpar_core::os::free_bytes(Path::new("/dev/shm")).unwrap_or(0)),
         avx2: std::is_x86_feature_detected!("avx2"),
     }
 }

@@ -11,8 +11,9 @@ use ndarray::Ix1;
 use shmpar::{Backend, BackendKind, Pool, SharedArray};
 use shmpar_benches::bandwidth::{self, Lane};
 use shmpar_benches::barriers::{ProcessBarrier, ProcessGroup, ThreadGroup, median_phase_us};
-use shmpar_benches::procfs;
+use shmpar_benches::os;
 use shmpar_benches::stats::{Summary, time_ms};
+use shmpar_core::Scope;
 use shmpar_kernels::Float;
 
 use crate::results::{BarrierRow, Config, DispatchRow, Pss, SegmentRow};
@@ -24,7 +25,10 @@ type Op<'a, T> = Box<dyn FnMut(&mut SharedArray<T, Ix1>) -> Res<()> + 'a>;
 
 /// Sum of the minor faults of `pids`.
 fn faults(pids: &[i32]) -> u64 {
-    pids.iter().filter_map(|&p| procfs::minor_faults_of(p)).sum()
+    pids.iter()
+        .filter_map(|&p| shmpar_core::os::ProcStat::of(p).ok())
+        .map(|stat| stat.minor_faults)
+        .sum()
 }
 
 fn sqrt_job<T: Float + shmpar::Element>(b: &Backend, a: &mut SharedArray<T, Ix1>) -> Res<()> {
@@ -53,7 +57,7 @@ pub fn config<T: Float + shmpar::Element + Lane>(len: usize, workers: usize, rep
     // Cold, processes first: the pool must fork before any thread exists.
     let (procs, build) = time_ms(|| Backend::new(BackendKind::Processes, workers));
     let procs = procs?;
-    let pids = procfs::children();
+    let pids = os::children();
     let before = faults(&pids);
     let (r, sqrt) = time_ms(|| sqrt_job(&procs, &mut a));
     r?;
@@ -180,8 +184,8 @@ fn pss_during_jobs<T: Float + shmpar::Element>(
             let mut best = Pss::default();
             let mut samples = 0;
             loop {
-                let coordinator = procfs::pss_bytes(me).unwrap_or(0);
-                let workers: Vec<u64> = pids.iter().map(|&p| procfs::pss_bytes(p).unwrap_or(0)).collect();
+                let coordinator = os::pss_bytes(me).unwrap_or(0);
+                let workers: Vec<u64> = pids.iter().map(|&p| os::pss_bytes(p).unwrap_or(0)).collect();
                 let total = coordinator + workers.iter().sum::<u64>();
                 samples += 1;
                 if total > best.total_bytes {
@@ -300,7 +304,7 @@ pub fn barrier(kind: &str, parties: usize, rounds: usize, iters: u64) -> Res<Bar
 pub fn segments(sizes: &[u64], reps: usize) -> Res<Vec<SegmentRow>> {
     let mut rows = Vec::new();
     for &bytes in sizes {
-        let free = procfs::free_bytes(std::path::Path::new("/dev/shm")).unwrap_or(0);
+        let free = shmpar_core::os::free_bytes(std::path::Path::new("/dev/shm")).unwrap_or(0);
         if free < bytes + (256 << 20) {
             rows.push(SegmentRow {
                 bytes,
@@ -315,10 +319,16 @@ pub fn segments(sizes: &[u64], reps: usize) -> Res<Vec<SegmentRow>> {
         let mut attach = Vec::new();
         let mut prefault = Vec::new();
         for i in 0..creates {
-            let (a, ms) = time_ms(|| SharedArray::<f64, Ix1>::create(len));
-            let a = a?;
+            // The scope removes the segment however this ends.
+            let scope = Scope::new();
+            let (a, ms) = time_ms(|| scope.create::<f64, Ix1>(len));
+            let mut a = a?;
             create.push(ms);
             let name = a.name();
+            // A process holds one handle per segment: keep the name and let
+            // go of the creating handle, so that attach makes the only one.
+            a.segment_mut().persist();
+            drop(a);
             for _ in 0..reps.max(1) {
                 let t = Instant::now();
                 let b = SharedArray::<f64, Ix1>::attach(&name)?;
