@@ -22,7 +22,7 @@ summaries="$out/summaries"
 status=0
 
 cargo build --release -p shmpar-tests-integration --bin shmpar-testdriver --quiet || exit 1
-driver=target/release/shmpar-testdriver
+driver="${CARGO_TARGET_DIR:-target}/release/shmpar-testdriver"
 
 # Names the suite creates (other programs may create and remove shmpar_*
 # segments meanwhile; the pools' random-named control segments are checked
