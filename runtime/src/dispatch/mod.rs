@@ -59,6 +59,13 @@ impl Failure {
 /// index (none for jobs without a result), or why it failed.
 pub(crate) type Output = Result<Vec<(u32, Vec<u8>)>, Failure>;
 
+/// How a worker attaches (or takes from its cache) the job's arrays, each
+/// opened as the given opener says.
+pub(crate) type Fetch<'e> = &'e dyn Fn(&[Opener]) -> Result<Vec<Rc<dyn Any>>, String>;
+
+/// How a worker claims the next chunk of a dynamic or guided schedule.
+pub(crate) type Claim<'e> = &'e (dyn Fn() -> usize + Sync);
+
 /// What a runner gets from the worker that runs it.
 #[doc(hidden)]
 pub struct Input<'e> {
@@ -67,12 +74,10 @@ pub struct Input<'e> {
     pub(crate) rows: usize,
     pub(crate) steps: usize,
     pub(crate) params: &'e [u8],
-    /// Attaches (or takes from the worker's cache) the job's arrays, each
-    /// opened as the given opener says.
-    pub(crate) fetch: &'e dyn Fn(&[Opener]) -> Result<Vec<Rc<dyn Any>>, String>,
+    pub(crate) fetch: Fetch<'e>,
     pub(crate) meet: Meet<'e>,
     pub(crate) plan: &'e Plan,
-    pub(crate) claim: &'e (dyn Fn() -> usize + Sync),
+    pub(crate) claim: Claim<'e>,
 }
 
 impl Input<'_> {
@@ -154,21 +159,24 @@ pub(crate) unsafe fn runner<S: Shape>(input: &Input<'_>, kernel: usize) -> Outpu
     S::run(input, f)
 }
 
+/// Marks the types a shape stands for without owning values of them.
+type Types<T> = std::marker::PhantomData<fn() -> T>;
+
 /// `pool.run(args, params, f)`.
 #[doc(hidden)]
-pub struct RunShape<K, P>(std::marker::PhantomData<fn() -> (K, P)>);
+pub struct RunShape<K, P>(Types<(K, P)>);
 /// `pool.map_reduce_with(args, params, map, combine)`.
 #[doc(hidden)]
-pub struct MapShape<K, P, R>(std::marker::PhantomData<fn() -> (K, P, R)>);
+pub struct MapShape<K, P, R>(Types<(K, P, R)>);
 /// `pool.for_each_chunk(args, f)`.
 #[doc(hidden)]
-pub struct PlainRunShape<K>(std::marker::PhantomData<fn() -> K>);
+pub struct PlainRunShape<K>(Types<K>);
 /// `pool.map_reduce(args, map, combine)`.
 #[doc(hidden)]
-pub struct PlainMapShape<K, R>(std::marker::PhantomData<fn() -> (K, R)>);
+pub struct PlainMapShape<K, R>(Types<(K, R)>);
 /// `pool.double_buffer(a, b, steps, params, f)`.
 #[doc(hidden)]
-pub struct StepShape<K, P>(std::marker::PhantomData<fn() -> (K, P)>);
+pub struct StepShape<K, P>(Types<(K, P)>);
 
 macro_rules! fn_address {
     () => {

@@ -56,12 +56,8 @@ fn registry() -> &'static Registry {
 }
 
 /// The registered kernel at `kernel` with shape `signature`, if any.
-pub(crate) fn by_address(kernel: usize, signature: &str) -> Option<Entry> {
-    registry()
-        .by_address
-        .iter()
-        .find(|((address, sig), _)| *address == kernel && *sig == signature)
-        .map(|(_, entry)| *entry)
+pub(crate) fn by_address(kernel: usize, signature: &'static str) -> Option<Entry> {
+    registry().by_address.get(&(kernel, signature)).copied()
 }
 
 /// The registered kernel `name` of shape `signature`.

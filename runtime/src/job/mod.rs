@@ -40,7 +40,7 @@ pub(crate) struct Share<'e> {
     pub(crate) plan: &'e Plan,
     /// The next unclaimed chunk of a claimed plan (an atomic counter the
     /// job's workers share).
-    pub(crate) claim: &'e (dyn Fn() -> usize + Sync),
+    pub(crate) claim: crate::dispatch::Claim<'e>,
 }
 
 impl<'e> Share<'e> {

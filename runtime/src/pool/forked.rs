@@ -12,7 +12,11 @@ impl Pool {
     /// Like [`run`](Self::run), for a kernel that captures variables: each
     /// job forks one-job workers that inherit the closure and what it
     /// captured, as they were at the call. Slower than the persistent
-    /// workers (a fork per worker per job); fork pools only.
+    /// workers (a fork per worker per job); fork pools only. Pass the arrays
+    /// the kernel works on as `args`: a forked worker's memory holds copies
+    /// of the coordinator's handles, so attaching one of those arrays by
+    /// name inside the kernel is refused (`AlreadyOpen`), as it would be in
+    /// the coordinator.
     ///
     /// ```
     /// # fn main() -> Result<(), shmpar::Error> {

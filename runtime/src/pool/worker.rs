@@ -76,19 +76,12 @@ impl WorkerEnv {
             let location = r
                 .location()
                 .ok_or_else(|| String::from("corrupt array name in the job"))?;
-            // SAFETY: the worker builds views only through the job's kinds,
-            // which give concurrent workers disjoint rows to write, and the
-            // coordinator does not touch the arrays while the job runs.
-            let segment = unsafe { Segment::open_unchecked(&location) }.map_err(|e| e.to_string())?;
+            let segment = open_job_array(&location)?;
             if Identity::of(&segment) != r.identity {
                 return Err(format!("{location} was replaced by another segment of the same name"));
             }
             let rows = segment.shape().first().copied().unwrap_or(1);
-            let row_bytes = if rows == 0 {
-                0
-            } else {
-                segment.layout().data_len / rows
-            };
+            let row_bytes = segment.layout().data_len.checked_div(rows).unwrap_or(0);
             let mine = if r.split != 0 {
                 chunk_range(rows, desc.workers as usize, self.rank)
             } else {
@@ -136,6 +129,27 @@ impl WorkerEnv {
             claim: &claim,
         };
         run(&input)
+    }
+}
+
+/// Attaches a job's array in this worker with a recorded handle, so that a
+/// kernel attaching the same array by name gets `AlreadyOpen` instead of a
+/// second, aliasing handle. A forked worker may have inherited the record
+/// from the coordinator (whose handle is a copy in the worker's memory that
+/// the worker never uses); then the worker's own handle is unrecorded, and
+/// the record it inherited still refuses a kernel's attach.
+fn open_job_array(location: &shmpar_core::Location) -> Result<Segment, String> {
+    match Segment::open_location(location) {
+        Ok(segment) => Ok(segment),
+        Err(shmpar_core::Error::AlreadyOpen { .. }) => {
+            // SAFETY: the worker builds views only through the job's kinds,
+            // which give concurrent workers disjoint rows to write; the
+            // coordinator does not touch the arrays while the job runs; and
+            // the inherited record keeps kernels from attaching another
+            // handle.
+            unsafe { Segment::open_unchecked(location) }.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
