@@ -159,13 +159,20 @@ pub(crate) fn check_memory(len: usize, dtype: FloatType, pool_bytes: u64) -> Cli
     let shm_need = need.saturating_add(pool_bytes);
     if let Some(free) = os::shm_free_bytes() {
         if shm_need > free {
-            let pool = if pool_bytes > 0 {
-                format!(" (and the process pool {})", bytes(pool_bytes))
+            // Name the pool's area only where it is what does not fit.
+            let (pool, hint) = if need <= free {
+                (
+                    format!(
+                        ", and the process pool {} for partial results,",
+                        bytes(pool_bytes)
+                    ),
+                    "fewer --workers or histogram bins",
+                )
             } else {
-                String::new()
+                (String::new(), "a smaller --len")
             };
             return Err(CliError::msg(format!(
-                "{described}{pool} of shared memory but /dev/shm has {} free; use a smaller --len",
+                "{described} of shared memory{pool} but /dev/shm has {} free; use {hint}",
                 bytes(free)
             )));
         }
