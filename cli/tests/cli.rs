@@ -160,21 +160,36 @@ fn header_field(object_size: u64, name: &str) -> u64 {
     object_size - shmpar_core::header::HEADER_PAGE_SIZE as u64 + field.offset as u64
 }
 
-/// Creates a segment named `name`, then forges a dead creator into its
-/// header (`creator_pid` and `creator_start_time`).
+/// Makes an orphan named `name`: a segment that no process holds open (a
+/// handle keeps its segment in use while it lives), whose header names a
+/// dead creator (`creator_pid` and `creator_start_time` forged) and, unless
+/// `persist`, does not ask to be kept (`FLAG_PERSISTENT` cleared).
 fn orphan(name: &str, persist: bool) -> Remove {
+    // A persisted handle keeps the name when it drops.
     let a =
-        SharedArray::<f64, Ix1>::create_with(&SegmentOptions::new().name(name).persist(persist), 16).unwrap();
-    // Keep the name: a persisted handle never unlinks; a plain one would on drop.
-    std::mem::forget(a);
+        SharedArray::<f64, Ix1>::create_with(&SegmentOptions::new().name(name).persist(true), 16).unwrap();
+    drop(a);
     let path = PathBuf::from("/dev/shm").join(name);
-    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let guard = Remove(path.clone());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let size = file.metadata().unwrap().len();
     file.write_all_at(&(i32::MAX - 1).to_le_bytes(), header_field(size, "creator_pid"))
         .unwrap();
     file.write_all_at(&1u64.to_le_bytes(), header_field(size, "creator_start_time"))
         .unwrap();
-    Remove(path)
+    if !persist {
+        let mut flags = [0u8; 4];
+        file.read_exact_at(&mut flags, header_field(size, "flags"))
+            .unwrap();
+        let flags = u32::from_le_bytes(flags) & !shmpar_core::header::FLAG_PERSISTENT;
+        file.write_all_at(&flags.to_le_bytes(), header_field(size, "flags"))
+            .unwrap();
+    }
+    guard
 }
 
 #[test]
