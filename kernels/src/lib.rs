@@ -41,6 +41,7 @@ mod float;
 pub mod reduce;
 pub mod simd;
 pub mod stencil;
+pub mod workloads;
 
 pub use elementwise::{abs, axpy, clamp, exp, fill, ln, offset, scale, sqrt, sqrt_abs};
 pub use error::{Error, Result};
