@@ -46,8 +46,23 @@ impl PoolBuilder {
     }
 
     /// Room for one worker's encoded partial results of a reduction, in
-    /// bytes (default [`DEFAULT_PARTIAL_BYTES`]). A larger partial fails
-    /// the job with a message that names this setting.
+    /// the pool's control segment, in bytes (default
+    /// [`DEFAULT_PARTIAL_BYTES`]). Under a dynamic or guided schedule a
+    /// worker returns one partial per chunk it ran, each with 8 bytes of
+    /// framing. Results that do not fit travel through a temporary segment
+    /// the worker creates (and removes with the next job), so this is a
+    /// performance setting, not a limit:
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmpar::Error> {
+    /// use shmpar::{Pool, Schedule, SharedArray};
+    /// let pool = Pool::builder().workers(2).partial_bytes(256).build()?;
+    /// let a = SharedArray::from_array(&ndarray::Array1::from_elem(10_000, 1.0f64))?;
+    /// // 10,000 one-row chunks: 16 bytes of partial each, far more than 256.
+    /// let sum = pool.map_reduce(Schedule::Dynamic { rows: 1 }.on(&a), |c| c.sum(), |x, y| x + y)?;
+    /// assert_eq!(sum, 10_000.0);
+    /// # Ok(()) }
+    /// ```
     pub fn partial_bytes(mut self, bytes: usize) -> Self {
         self.partial_bytes = bytes;
         self
@@ -96,4 +111,3 @@ impl PoolBuilder {
         Pool::start(self)
     }
 }
-

@@ -196,6 +196,9 @@ pub(crate) struct WorkerLine {
     pub(crate) status: AtomicU32,
     /// The worker's pid once it serves: its check-in.
     pub(crate) pid: AtomicU32,
+    /// The chunk the worker runs now (its rank under a static schedule),
+    /// so a failure names the rows it was working on.
+    pub(crate) chunk: AtomicU32,
 }
 
 /// A counter on a cache line of its own.
@@ -299,8 +302,9 @@ impl<'s> ControlView<'s> {
 
     fn slot_ptr(&self, rank: usize) -> Option<*mut u8> {
         (rank < self.slots).then(|| {
-            let offset =
-                round_up(size_of::<Control>()) + round_up(self.param_bytes) + rank * round_up(self.slot_bytes + 8);
+            let offset = round_up(size_of::<Control>())
+                + round_up(self.param_bytes)
+                + rank * round_up(self.slot_bytes + 8);
             // SAFETY: slot `rank < slots` lies inside the data (`new`).
             unsafe { self.segment.data_ptr().add(offset) }
         })
@@ -330,23 +334,25 @@ impl<'s> ControlView<'s> {
         unsafe { std::slice::from_raw_parts(self.params_ptr(), len) }
     }
 
-    /// Publishes `bytes` in worker `rank`'s slot; `Err(len)` if they do
-    /// not fit.
+    /// Publishes `bytes` in worker `rank`'s slot (`spilled`: they are the
+    /// name of a segment that holds the results instead); `Err(len)` if
+    /// they do not fit.
     ///
     /// # Safety
     /// - Only worker `rank` calls it, during a job, before its release
     ///   store of its status.
-    pub(crate) unsafe fn write_slot(&self, rank: usize, bytes: &[u8]) -> Result<(), usize> {
+    pub(crate) unsafe fn write_slot(&self, rank: usize, bytes: &[u8], spilled: bool) -> Result<(), usize> {
         let Some(slot) = self.slot_ptr(rank) else {
             return Err(bytes.len());
         };
         if bytes.len() > self.slot_bytes {
             return Err(bytes.len());
         }
+        let word = bytes.len() as u64 | if spilled { SPILLED } else { 0 };
         // SAFETY: the slot is `8 + slot_bytes` bytes inside the data, 64-byte
         // aligned; its one writer is this worker (caller's promise).
         unsafe {
-            slot.cast::<u64>().write(bytes.len() as u64);
+            slot.cast::<u64>().write(word);
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), slot.add(8), bytes.len());
         }
         Ok(())
@@ -357,15 +363,47 @@ impl<'s> ControlView<'s> {
     /// # Safety
     /// - Called by the coordinator after an acquire load of the worker's
     ///   status saw the worker report this job.
-    pub(crate) unsafe fn read_slot(&self, rank: usize) -> Vec<u8> {
+    pub(crate) unsafe fn read_slot(&self, rank: usize) -> Slot {
         let Some(slot) = self.slot_ptr(rank) else {
-            return Vec::new();
+            return Slot::Inline(Vec::new());
         };
         // SAFETY: in bounds; the worker's writes happened before its status
         // store, which the caller acquired; the worker writes nothing more.
-        unsafe {
-            let len = (slot.cast::<u64>().read() as usize).min(self.slot_bytes);
-            std::slice::from_raw_parts(slot.add(8), len).to_vec()
+        let (word, bytes) = unsafe {
+            let word = slot.cast::<u64>().read();
+            let len = ((word & !SPILLED) as usize).min(self.slot_bytes);
+            (word, std::slice::from_raw_parts(slot.add(8), len).to_vec())
+        };
+        if word & SPILLED != 0 {
+            Slot::Spilled(String::from_utf8_lossy(&bytes).into_owned())
+        } else {
+            Slot::Inline(bytes)
+        }
+    }
+}
+
+/// The length word's flag for a slot that names a spill segment.
+const SPILLED: u64 = 1 << 63;
+
+/// What a worker's slot holds.
+pub(crate) enum Slot {
+    /// The bytes themselves.
+    Inline(Vec<u8>),
+    /// The name of a segment the worker created for results too large for
+    /// its slot; it removes the segment when the next job starts.
+    Spilled(String),
+}
+
+impl Slot {
+    /// The bytes, reading a spill segment if there is one.
+    pub(crate) fn bytes(self) -> Result<Vec<u8>, String> {
+        match self {
+            Slot::Inline(bytes) => Ok(bytes),
+            Slot::Spilled(name) => {
+                let array = shmpar_core::SharedArray::<u8, ndarray::Ix1>::attach(&name)
+                    .map_err(|e| format!("cannot read the results the worker spilled to {name}: {e}"))?;
+                Ok(array.view().to_vec())
+            }
         }
     }
 }

@@ -53,7 +53,13 @@ impl Pool {
     ///
     /// # Errors
     /// As [`run_forked`](Self::run_forked).
-    pub fn map_reduce_forked<A, P, R, M>(&self, args: A, params: P, map: M, combine: impl FnMut(R, R) -> R) -> Result<R>
+    pub fn map_reduce_forked<A, P, R, M>(
+        &self,
+        args: A,
+        params: P,
+        map: M,
+        combine: impl FnMut(R, R) -> R,
+    ) -> Result<R>
     where
         A: Args,
         P: Transfer,

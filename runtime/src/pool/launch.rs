@@ -38,7 +38,9 @@ pub(crate) fn check_fork(allow_threads: bool) -> Result<()> {
     }
     match sys::thread_count() {
         Some(1) => Ok(()),
-        Some(threads) => Err(Error::ForkWithThreads { threads: Some(threads) }),
+        Some(threads) => Err(Error::ForkWithThreads {
+            threads: Some(threads),
+        }),
         None => Err(Error::ForkWithThreads { threads: None }),
     }
 }
@@ -74,7 +76,11 @@ pub(crate) unsafe fn fork_worker(control: &Location, rank: usize, seen: u32) -> 
 ///
 /// # Safety
 /// As [`fork_worker`].
-pub(crate) unsafe fn fork_transient(control: &Location, workers: usize, job: Inherited<'_>) -> Result<Vec<i32>> {
+pub(crate) unsafe fn fork_transient(
+    control: &Location,
+    workers: usize,
+    job: Inherited<'_>,
+) -> Result<Vec<i32>> {
     let parent = sys::getpid();
     let mut pids = Vec::with_capacity(workers);
     for rank in 0..workers {
@@ -189,7 +195,9 @@ impl Spec {
 /// Starts worker `rank` by re-executing this program.
 pub(crate) fn spawn_worker(control: &Location, rank: usize, seen: u32) -> Result<i32> {
     let Location::Shm(control) = control else {
-        return Err(Error::Start(std::io::Error::other("a control segment is always shared memory")));
+        return Err(Error::Start(std::io::Error::other(
+            "a control segment is always shared memory",
+        )));
     };
     let parent = sys::getpid();
     let spec = Spec {

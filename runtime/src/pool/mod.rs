@@ -30,8 +30,8 @@ use control::{ControlView, JobDesc, MAX_WORKERS};
 use post::{Job, Via};
 use supervise::Inner;
 
-pub use control::{DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_WORKERS as MAX_POOL_WORKERS};
 use builder::MAX_AREA;
+pub use control::{DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_WORKERS as MAX_POOL_WORKERS};
 
 pub use builder::PoolBuilder;
 pub use launch::{Start, init};
@@ -152,20 +152,36 @@ impl Pool {
                 max: MAX_WORKERS,
             });
         }
-        check_area("the partial-result area", builder.partial_bytes, "PoolBuilder::partial_bytes")?;
-        check_area("the parameter area", builder.param_bytes, "PoolBuilder::param_bytes")?;
+        check_area(
+            "the partial-result area",
+            builder.partial_bytes,
+            "PoolBuilder::partial_bytes",
+        )?;
+        check_area(
+            "the parameter area",
+            builder.param_bytes,
+            "PoolBuilder::param_bytes",
+        )?;
         if builder.start == Start::Fork {
             launch::check_fork(builder.allow_threads)?;
         }
         shmpar_core::signals::install();
         // Orphans of coordinators that died are removed at the next start.
         let _ = shmpar_core::gc::collect(false);
-        let len = control::data_len(workers, builder.param_bytes, builder.partial_bytes).ok_or(Error::TooLarge {
-            what: "the control segment",
-            size: usize::MAX,
-            max: MAX_AREA,
-            setting: "PoolBuilder::partial_bytes",
-        })?;
+        let len = control::data_len(workers, builder.param_bytes, builder.partial_bytes).ok_or(
+            Error::TooLarge {
+                what: "the control segment",
+                size: usize::MAX,
+                max: MAX_AREA,
+                setting: "PoolBuilder::partial_bytes",
+            },
+        )?;
+        // Bounded as a whole, too: workers × partial area can be large.
+        check_area(
+            "the control segment (workers × partial area)",
+            len,
+            "PoolBuilder::partial_bytes",
+        )?;
         let control = Segment::create(&SegmentOptions::new(), DType::U8, &[len])?;
         {
             // SAFETY: the segment is new and ours alone; its data is at least
@@ -285,7 +301,12 @@ impl Pool {
     /// [`PoolBuilder::param_bytes`]; [`Error::UnregisteredKernel`] on a
     /// spawn pool for a kernel not registered with
     /// [`register_kernel!`](crate::register_kernel).
-    pub fn run<A: Args, P: Transfer>(&self, args: A, params: P, f: <A::Kind as Kind>::RunFn<P>) -> Result<()> {
+    pub fn run<A: Args, P: Transfer>(
+        &self,
+        args: A,
+        params: P,
+        f: <A::Kind as Kind>::RunFn<P>,
+    ) -> Result<()> {
         let job = Job {
             via: Via::persistent::<RunShape<A::Kind, P>>(f),
             params: post::encode(&params)?,
@@ -298,7 +319,12 @@ impl Pool {
     ///
     /// # Errors
     /// As [`run`](Self::run).
-    pub fn for_each_chunk_with<A: Args, P: Transfer>(&self, args: A, params: P, f: <A::Kind as Kind>::RunFn<P>) -> Result<()> {
+    pub fn for_each_chunk_with<A: Args, P: Transfer>(
+        &self,
+        args: A,
+        params: P,
+        f: <A::Kind as Kind>::RunFn<P>,
+    ) -> Result<()> {
         self.run(args, params, f)
     }
 

@@ -12,15 +12,19 @@ use crate::error::{Error, Result};
 use crate::job::Schedule;
 use crate::job::args::{self, Args};
 use crate::pool::control::{self, ArrayRef, ControlView, EVICT_MAX, Identity, KEY_MAX, SIG_MAX, how};
-use crate::pool::supervise::Inner;
 use crate::pool::launch::{self, Start, check_fork};
+use crate::pool::supervise::Inner;
 use crate::transfer::Transfer;
 
 /// How the workers get the job's kernel.
 pub(crate) enum Via<'j> {
     /// A kernel of shape `S` on the persistent workers: its runner and
     /// address, and (for spawned workers) the registered name.
-    Persistent { runner: usize, kernel: usize, signature: &'static str },
+    Persistent {
+        runner: usize,
+        kernel: usize,
+        signature: &'static str,
+    },
     /// A closure that one-job workers forked for this job inherit.
     Inherited(&'j (dyn Fn(&Input<'_>) -> Output + Sync)),
 }
@@ -109,7 +113,8 @@ impl Inner {
         if self.control.barrier().is_poisoned() {
             self.control.barrier().reset(n as u32)?;
         }
-        let view = ControlView::new(&self.control).expect("the pool created its control segment with these sizes");
+        let view =
+            ControlView::new(&self.control).expect("the pool created its control segment with these sizes");
         if job.params.len() > view.param_capacity() {
             return Err(Error::TooLarge {
                 what: "the kernel parameters",
@@ -136,7 +141,10 @@ impl Inner {
                     })?;
                     if entry.name.len() > KEY_MAX || signature.len() > SIG_MAX {
                         return Err(Error::Mismatch {
-                            reason: format!("the kernel name {} or its signature is too long to post", entry.name),
+                            reason: format!(
+                                "the kernel name {} or its signature is too long to post",
+                                entry.name
+                            ),
                         });
                     }
                     desc.how = how::NAME;
@@ -186,7 +194,11 @@ impl Inner {
 /// Picks arrays the workers may have mapped that no longer exist (their
 /// name is gone or names another object), at most [`EVICT_MAX`], so the
 /// workers drop their mappings and the memory is released.
-fn evictions(sent: &mut HashMap<Identity, Location>, current: &[Identity], out: &mut [Identity; EVICT_MAX]) -> u32 {
+fn evictions(
+    sent: &mut HashMap<Identity, Location>,
+    current: &[Identity],
+    out: &mut [Identity; EVICT_MAX],
+) -> u32 {
     let gone: Vec<Identity> = sent
         .iter()
         .filter(|(id, location)| !current.contains(id) && !still_exists(location, **id))
@@ -225,4 +237,3 @@ pub(crate) fn combine<R: Transfer>(partials: Vec<Vec<u8>>, mut combine: impl FnM
         reason: "a job returned no partial results".into(),
     })
 }
-

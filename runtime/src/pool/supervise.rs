@@ -13,6 +13,7 @@ use shmpar_core::segment::Location;
 
 use crate::dispatch::status;
 use crate::error::{Cause, Error, PoolHealth, Result};
+use crate::job::Schedule;
 use crate::pool::control::{self, Identity, JobDesc, SPIN};
 use crate::pool::launch::{self, Start, check_fork};
 use crate::sys::{self, Exit};
@@ -182,7 +183,13 @@ impl Inner {
 
     /// Turns the workers' reports into partials (in chunk order) or the
     /// first failure, and replaces dead workers.
-    pub(crate) fn finish(&mut self, outcome: Outcome, rows: usize, n: usize, persistent: bool) -> Result<Vec<Vec<u8>>> {
+    pub(crate) fn finish(
+        &mut self,
+        outcome: Outcome,
+        rows: usize,
+        n: usize,
+        persistent: bool,
+    ) -> Result<Vec<Vec<u8>>> {
         let view = self.view();
         let control = view.control();
         let mut partials = Vec::with_capacity(n);
@@ -192,15 +199,19 @@ impl Inner {
             let code = control.workers[rank].status.load(Ordering::Acquire);
             // SAFETY: the acquire load above saw this worker's report (or
             // the worker is dead), so its slot writes are visible and over.
-            let slot = || unsafe { view.read_slot(rank) };
-            let text = || String::from_utf8_lossy(&slot()).into_owned();
+            let slot = || unsafe { view.read_slot(rank) }.bytes();
+            let text = || match slot() {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) => e,
+            };
             let cause = match (code, outcome.exits[rank]) {
-                (status::OK, _) => match control::decode_partials(&slot()) {
-                    Some(mine) => {
+                (status::OK, _) => match slot().map(|bytes| control::decode_partials(&bytes)) {
+                    Ok(Some(mine)) => {
                         partials.extend(mine);
                         continue;
                     }
-                    None => Cause::Failed("the worker's results are corrupt".into()),
+                    Ok(None) => Cause::Failed("the worker's results are corrupt".into()),
+                    Err(e) => Cause::Failed(e),
                 },
                 (status::PANICKED, _) => Cause::Panicked(text()),
                 (status::FAILED, _) => Cause::Failed(text()),
@@ -239,11 +250,27 @@ impl Inner {
             }
             Some((rank, cause)) => Err(Error::WorkerFailed {
                 rank,
-                rows: chunk_range(rows, n, rank),
+                rows: self.failed_rows(rank, rows, n),
                 cause,
                 health,
             }),
         }
+    }
+
+    /// The rows worker `rank` was working on: its chunk of the job's
+    /// schedule (the chunk it last claimed, under a dynamic or guided one).
+    fn failed_rows(&self, rank: usize, rows: usize, n: usize) -> std::ops::Range<usize> {
+        let desc = &*self.desc;
+        let Some(schedule) = Schedule::decode(desc.schedule, desc.schedule_rows) else {
+            return chunk_range(rows, n, rank);
+        };
+        let chunk = self.view().control().workers[rank].chunk.load(Ordering::Relaxed) as usize;
+        schedule
+            .plan(rows, n)
+            .chunks
+            .get(chunk)
+            .cloned()
+            .unwrap_or_else(|| chunk_range(rows, n, rank))
     }
 
     /// Starts new workers for the dead ranks.

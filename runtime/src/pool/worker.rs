@@ -8,8 +8,9 @@ use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+use ndarray::Ix1;
 use shmpar_core::chunk::chunk_range;
-use shmpar_core::{Barrier, Segment};
+use shmpar_core::{Barrier, Segment, SharedArray};
 
 use crate::dispatch::{self, Failure, Input, Output, Runner, status};
 use crate::job::args::Opener;
@@ -24,6 +25,9 @@ pub(crate) struct WorkerEnv {
     pub(crate) rank: usize,
     control: Segment,
     cache: RefCell<HashMap<Identity, Rc<dyn Any>>>,
+    /// Results of the last job too large for this worker's slot: the
+    /// coordinator copies them out; the next job drops (and so unlinks) them.
+    spill: RefCell<Option<SharedArray<u8, Ix1>>>,
 }
 
 /// A job a one-job worker runs from its copy of the coordinator's memory.
@@ -41,6 +45,7 @@ impl WorkerEnv {
             rank,
             control,
             cache: RefCell::new(HashMap::new()),
+            spill: RefCell::new(None),
         })
     }
 
@@ -78,7 +83,9 @@ impl WorkerEnv {
                 .ok_or_else(|| String::from("corrupt array name in the job"))?;
             let segment = open_job_array(&location)?;
             if Identity::of(&segment) != r.identity {
-                return Err(format!("{location} was replaced by another segment of the same name"));
+                return Err(format!(
+                    "{location} was replaced by another segment of the same name"
+                ));
             }
             let rows = segment.shape().first().copied().unwrap_or(1);
             let row_bytes = segment.layout().data_len.checked_div(rows).unwrap_or(0);
@@ -96,7 +103,19 @@ impl WorkerEnv {
         Ok(out)
     }
 
+    /// Puts results too large for the slot into a segment of their own;
+    /// returns its name, or `Err(len)` if even that fails.
+    fn spill(&self, payload: &[u8]) -> Result<String, usize> {
+        let array =
+            SharedArray::from_array(&ndarray::ArrayView1::from(payload)).map_err(|_| payload.len())?;
+        let name = array.name();
+        *self.spill.borrow_mut() = Some(array);
+        Ok(name)
+    }
+
     fn evict(&self, desc: &JobDesc) {
+        // The coordinator has read the last job's spilled results.
+        self.spill.borrow_mut().take();
         let mut cache = self.cache.borrow_mut();
         for identity in desc.evicted() {
             cache.remove(identity);
@@ -112,9 +131,15 @@ impl WorkerEnv {
             .ok_or_else(|| Failure::failed("corrupt schedule in the job"))?;
         let plan = schedule.plan(desc.rows as usize, desc.workers as usize);
         let counter = &view.control().next_chunk.0;
+        let line = &view.control().workers[self.rank];
+        line.chunk.store(self.rank as u32, Ordering::Relaxed);
         // Relaxed: the claim only has to be unique; the data a chunk reads
         // was published by the post, and its results by each worker's report.
-        let claim = || counter.fetch_add(1, Ordering::Relaxed) as usize;
+        let claim = || {
+            let chunk = counter.fetch_add(1, Ordering::Relaxed);
+            line.chunk.store(chunk, Ordering::Relaxed);
+            chunk as usize
+        };
         let input = Input {
             rank: self.rank,
             workers: desc.workers as usize,
@@ -165,7 +190,8 @@ fn resolve(desc: &JobDesc) -> Result<(Runner, usize), Failure> {
         }
         how::NAME => {
             let name = std::str::from_utf8(desc.key()).map_err(|_| Failure::failed("corrupt kernel name"))?;
-            let sig = std::str::from_utf8(desc.sig()).map_err(|_| Failure::failed("corrupt kernel signature"))?;
+            let sig =
+                std::str::from_utf8(desc.sig()).map_err(|_| Failure::failed("corrupt kernel signature"))?;
             let entry = dispatch::by_name(name, sig).map_err(Failure::failed)?;
             Ok((entry.runner, entry.kernel))
         }
@@ -189,8 +215,17 @@ fn report(env: &WorkerEnv, run: impl FnOnce() -> Output) {
             (status::PANICKED, panic_message(&*payload).into_bytes())
         }
     };
-    // SAFETY: this worker is slot `rank`'s only writer and has not reported yet.
-    let code = match unsafe { view.write_slot(env.rank, &payload) } {
+    // SAFETY: this worker is slot `rank`'s only writer and has not
+    // reported yet.
+    let inline = unsafe { view.write_slot(env.rank, &payload, false) };
+    let written = match inline {
+        Err(_) if code == status::OK => env.spill(&payload).and_then(|name| {
+            // SAFETY: as above.
+            unsafe { view.write_slot(env.rank, name.as_bytes(), true) }
+        }),
+        other => other,
+    };
+    let code = match written {
         Ok(()) => code,
         Err(len) => {
             env.barrier().poison();
@@ -202,7 +237,8 @@ fn report(env: &WorkerEnv, run: impl FnOnce() -> Output) {
             );
             let bytes = message.as_bytes();
             // SAFETY: as above.
-            let _ = unsafe { view.write_slot(env.rank, &bytes[..bytes.len().min(view.slot_capacity())]) };
+            let _ =
+                unsafe { view.write_slot(env.rank, &bytes[..bytes.len().min(view.slot_capacity())], false) };
             status::FAILED
         }
     };
