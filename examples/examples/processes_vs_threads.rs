@@ -29,8 +29,8 @@ fn main() -> Result<(), shmpar::Error> {
     let mut a = SharedArray::<f64, _>::create(n)?;
     println!("{n} f64, {workers} workers, median of 5 runs\n");
     println!(
-        "{:<10} {:>14} {:>14}  {}",
-        "backend", "sqrt_abs time", "sum time", "sum (value)"
+        "{:<10} {:>14} {:>14}  sum (value)",
+        "backend", "sqrt_abs time", "sum time"
     );
     let mut sums = Vec::new();
     for backend in &backends {

@@ -13,6 +13,9 @@
 //!   [`std()`], [`dot`], [`norm`], [`histogram`].
 //! * A [`stencil`]: one step of 1-D and 2-D heat diffusion
 //!   for a chunk of rows, double-buffered.
+//! * [`workloads`]: the bodies of whole programs over several arrays
+//!   (STREAM triad, matrix-vector product, k-means, Mandelbrot rows of
+//!   uneven cost), shared by the examples and `shmpar compare`.
 //!
 //! The hot loops are compiled for the SSE2 baseline and for AVX2 and
 //! chosen at run time ([`simd`]), so no `-C target-cpu=native` is needed;

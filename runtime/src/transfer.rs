@@ -55,7 +55,9 @@ plain!(
     shmpar_kernels::reduce::MeanPartial,
     shmpar_kernels::reduce::ExtremaPartial,
     shmpar_kernels::reduce::MomentsPartial,
-    shmpar_kernels::reduce::NormPartial
+    shmpar_kernels::reduce::NormPartial,
+    shmpar_kernels::workloads::KmeansPartial,
+    shmpar_kernels::workloads::MandelbrotParams
 );
 
 /// A value that can travel between the coordinator and its workers: kernel
