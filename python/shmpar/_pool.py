@@ -1,0 +1,536 @@
+"""shmpar.Pool: worker processes that run kernels on shared arrays in place.
+
+Two kinds of workers, each started on first use and kept until the pool
+closes:
+
+* **Rust kernels** (``run``, ``reduce``) run on shmpar's Rust pool, which
+  forks its workers. Forking is only sound in a single-threaded process,
+  and a process that imported NumPy usually is not (OpenBLAS and MKL start
+  threads at import), so the Rust pool lives in a *kernel server*: a fresh
+  interpreter started with ``sys.executable -c`` that imports the extension
+  and nothing that starts threads. The Rust pool checks that it is
+  single-threaded before each fork and refuses otherwise.
+* **Python functions** (``map_chunks``) run in persistent Python workers,
+  each a fresh interpreter (``sys.executable -c``, as multiprocessing's
+  spawn start) that attaches the arrays by name. Nothing of the user's
+  process is inherited, so threads there are harmless.
+
+Both are started by fork+exec from ``subprocess``, which is safe in a
+multithreaded process. Every worker dies with this process
+(``PR_SET_PDEATHSIG``; use a pool from the thread that created it, since
+Linux sends that signal when the creating *thread* exits).
+"""
+
+import json
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import time
+import weakref
+
+from . import _shmpar, _wire
+from ._shmpar import Error, WorkerFailed
+
+# The most workers a pool may have (the Rust pool's limit).
+MAX_WORKERS = 64
+# After a worker fails, how long the others of the job may take to notice
+# before they are killed (and replaced at the next job).
+GRACE_SECONDS = 1.0
+# How long a new Python worker may take to import NumPy and the main module.
+START_SECONDS = 120.0
+# How often a waiting pool looks for dead or stranded workers.
+TICK_SECONDS = 0.05
+
+_SERVER_BOOT = (
+    "import json, os, signal, sys\n"
+    "sys.path[:] = json.loads(os.environ.pop('SHMPAR_SYS_PATH'))\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "from shmpar import _shmpar\n"
+    "_shmpar._serve_kernels(*map(int, sys.argv[1:]))\n"
+)
+
+_WORKER_BOOT = (
+    "import json, os, signal, sys\n"
+    "sys.path[:] = json.loads(os.environ.pop('SHMPAR_SYS_PATH'))\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "from shmpar._worker import main\n"
+    "main(*map(int, sys.argv[1:]))\n"
+)
+
+
+class _Aborted(Error):
+    """Raised by ctx.barrier() when another worker of the job failed."""
+
+
+class _RemoteTraceback(Exception):
+    def __init__(self, tb):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self):
+        return "\n\nThe traceback in the worker:\n\n" + self.tb
+
+
+class Context:
+    """What a ``map_chunks`` function gets besides its chunk.
+
+    * ``rank``: this worker's index, 0 to ``workers - 1``;
+    * ``workers``: how many workers run the job;
+    * ``rows``: the ``range`` of rows (axis 0) of the chunk;
+    * ``array``: a view of the whole array (write only your own rows; read
+      others' after a barrier);
+    * ``barrier()``: waits until every worker of the job has called it as
+      often; returns True in exactly one of them per phase.
+    """
+
+    __slots__ = ("rank", "workers", "rows", "array", "_control")
+
+    def __init__(self, rank, workers, rows, array, control):
+        self.rank = rank
+        self.workers = workers
+        self.rows = rows
+        self.array = array
+        self._control = control
+
+    def barrier(self):
+        """Waits at the pool's in-segment barrier (a shared futex, with the
+        GIL released) until every worker of the job arrives; returns True in
+        the last to arrive. Every worker must call it the same number of
+        times. Raises an error if another worker failed meanwhile."""
+        try:
+            return self._control.wait()
+        except Error as exc:
+            raise _Aborted(str(exc)) from None
+
+    def __repr__(self):
+        return f"Context(rank={self.rank}, workers={self.workers}, rows={self.rows!r})"
+
+
+def _spawn(boot, fds, args):
+    """Starts ``sys.executable -c boot args`` with the pipe ends ``fds``
+    and this process's sys.path."""
+    env = dict(os.environ)
+    env["SHMPAR_SYS_PATH"] = json.dumps(sys.path)
+    return subprocess.Popen(
+        [sys.executable, "-c", boot, *map(str, args)],
+        pass_fds=fds,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def _how_it_ended(returncode):
+    if returncode is None:
+        return "it stopped answering"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"it was killed by {name}"
+    return f"it exited with code {returncode}"
+
+
+def _stop(proc, timeout):
+    """Waits up to ``timeout`` seconds for ``proc`` to exit, then kills it;
+    returns whether it had to be killed."""
+    try:
+        proc.wait(timeout=timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return True
+
+
+class _Worker:
+    """A persistent Python worker: its process and its two pipes."""
+
+    def __init__(self, rank):
+        job_r, job_w = os.pipe()
+        result_r, result_w = os.pipe()
+        try:
+            self.proc = _spawn(_WORKER_BOOT, (job_r, result_w), (job_r, result_w, os.getpid()))
+        except BaseException:
+            for fd in (job_r, job_w, result_r, result_w):
+                os.close(fd)
+            raise
+        os.close(job_r)
+        os.close(result_w)
+        self.rank = rank
+        self.job_fd = job_w
+        self.result_fd = result_r
+        self.ready = False
+        from multiprocessing import spawn
+
+        # What multiprocessing's spawn start sends a child: sys.path, the
+        # working directory, the main module to import as __mp_main__.
+        preparation = spawn.get_preparation_data(f"shmpar-worker-{rank}")
+        if "authkey" in preparation:
+            preparation["authkey"] = bytes(preparation["authkey"])
+        try:
+            _wire.send(self.job_fd, ("prepare", preparation))
+        except BrokenPipeError:
+            pass  # it died at once: its check-in reports it
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout):
+        if self.job_fd is not None:
+            os.close(self.job_fd)
+            self.job_fd = None
+        _stop(self.proc, timeout)
+        if self.result_fd is not None:
+            os.close(self.result_fd)
+            self.result_fd = None
+
+    def kill(self):
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        self.stop(0)
+
+
+class _PoolState:
+    """Everything a pool owns, so a finalizer can release it without the pool."""
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.owner = os.getpid()
+        self.closed = False
+        self.server = None  # subprocess.Popen of the kernel server
+        self.client = None  # _shmpar._KernelClient
+        self.python = [None] * workers  # _Worker per rank
+        self.control = None  # _shmpar._Control
+
+    # ---- the kernel server ----
+
+    def kernels(self):
+        self.check()
+        if self.client is None or self.client.closed:
+            self.stop_server()
+            self.start_server()
+        return self.client
+
+    def start_server(self):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        try:
+            server = _spawn(_SERVER_BOOT, (req_r, rep_w), (req_r, rep_w, self.workers, os.getpid()))
+        except BaseException:
+            for fd in (req_r, req_w, rep_r, rep_w):
+                os.close(fd)
+            raise
+        os.close(req_r)
+        os.close(rep_w)
+        try:
+            client = _shmpar._KernelClient(req_w, rep_r, server.pid)
+        except BaseException:
+            os.close(req_w)
+            os.close(rep_r)
+            server.kill()
+            server.wait()
+            raise
+        self.server, self.client = server, client
+        try:
+            client.wait_ready()
+        except BaseException:
+            self.stop_server()
+            raise
+
+    def stop_server(self):
+        client, server = self.client, self.server
+        self.client = self.server = None
+        if client is not None:
+            client.close()
+        if server is not None:
+            killed = _stop(server, 5.0)
+            if killed or server.returncode != 0:
+                # It could not remove its pool's control segment itself.
+                _shmpar._remove_orphans_of(server.pid)
+
+    def after_kernel_call(self):
+        """After a kernel call raised: a server that died, or whose reply we
+        stopped waiting for (Ctrl-C), is stopped and replaced next time."""
+        if self.client is not None and self.client.closed:
+            self.stop_server()
+
+    # ---- the Python workers ----
+
+    def ensure_python_workers(self):
+        started = []
+        for rank, worker in enumerate(self.python):
+            if worker is None or not worker.alive():
+                if worker is not None:
+                    worker.stop(0)
+                self.python[rank] = _Worker(rank)
+                started.append(self.python[rank])
+        if started:
+            self.await_check_in(started)
+        if self.control is None:
+            self.control = _shmpar._Control.create()
+
+    def await_check_in(self, started):
+        deadline = time.monotonic() + START_SECONDS
+        waiting = {w.result_fd: w for w in started}
+        while waiting:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                for w in waiting.values():
+                    w.kill()
+                raise Error(f"{len(waiting)} Python worker(s) did not start within {START_SECONDS:.0f} s")
+            readable, _, _ = select.select(list(waiting), [], [], min(timeout, 1.0))
+            for fd in readable:
+                worker = waiting.pop(fd)
+                message = _wire.recv(fd)
+                if message is not None and message[0] == "ready":
+                    worker.ready = True
+                    continue
+                worker.kill()
+                for other in waiting.values():
+                    other.kill()
+                if message is not None and message[0] == "failed":
+                    raise Error(f"Python worker {worker.rank} could not prepare itself:\n{message[1]}")
+                raise Error(
+                    f"Python worker {worker.rank} (pid {worker.pid}) failed to start: "
+                    f"{_how_it_ended(worker.proc.returncode)} (its error output says why)"
+                )
+
+    def map_chunks(self, func, array):
+        self.check()
+        if not isinstance(array, _shmpar.SharedArray):
+            raise TypeError(f"map_chunks needs a shmpar.SharedArray, not {type(array).__name__}")
+        if array.ndim == 0:
+            raise Error("a 0-dimensional array has no rows to split among workers")
+        try:
+            func_bytes = pickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise Error(
+                f"map_chunks sends the function to the workers by name, and {func!r} cannot be: "
+                "use a function defined with def at the top level of a module (not a lambda, "
+                f"a nested function or a bound method of an unpicklable object): {exc}"
+            ) from exc
+        self.ensure_python_workers()
+        n = self.workers
+        control = self.control
+        control.reset(n)
+        rows = array.shape[0]
+        identity = tuple(array._identity)
+        chunks = [_shmpar.chunk_range(rows, n, rank) for rank in range(n)]
+        posted = []
+        for rank, worker in enumerate(self.python):
+            start, end = chunks[rank]
+            try:
+                _wire.send(
+                    worker.job_fd,
+                    ("job", func_bytes, array.name, identity, rank, n, start, end, control.name),
+                )
+                posted.append(worker)
+            except BrokenPipeError:
+                posted.append(worker)  # its end of file reports the death
+        return self.collect(posted, chunks)
+
+    def collect(self, workers, chunks):
+        control = self.control
+        pending = {w.result_fd: w for w in workers}
+        results = [None] * len(workers)
+        finished = set()
+        failure = None  # (rank, exception to raise)
+        failed_at = None
+        poller = select.poll()
+        for fd in pending:
+            poller.register(fd, select.POLLIN)
+
+        def settle(worker, message):
+            nonlocal failure, failed_at
+            del pending[worker.result_fd]
+            poller.unregister(worker.result_fd)
+            if message is not None and message[0] == "ok":
+                results[worker.rank] = message[1]
+                finished.add(worker.rank)
+                return
+            if message is not None and message[0] == "aborted":
+                return
+            control.poison()
+            if failed_at is None:
+                failed_at = time.monotonic()
+            if failure is not None:
+                if message is None:
+                    worker.kill()
+                return
+            if message is None:
+                worker.kill()
+                start, end = chunks[worker.rank]
+                failure = WorkerFailed(
+                    f"worker {worker.rank} (pid {worker.pid}, rows {start}..{end}) died: "
+                    f"{_how_it_ended(worker.proc.returncode)}; the pool starts a new worker "
+                    "for the next job"
+                )
+            else:
+                failure = _remote_exception(worker.rank, message)
+
+        try:
+            while pending:
+                for fd, _ in poller.poll(TICK_SECONDS * 1000):
+                    worker = pending.get(fd)
+                    if worker is not None:
+                        settle(worker, _wire.recv(fd))
+                for worker in list(pending.values()):
+                    if not worker.alive():
+                        # A message it sent before it ended is read; else
+                        # its exit says enough (its end of file may be late
+                        # if a child of it holds the pipe).
+                        readable, _, _ = select.select([worker.result_fd], [], [], 0)
+                        settle(worker, _wire.recv(worker.result_fd) if readable else None)
+                if failure is not None and pending and time.monotonic() - failed_at > GRACE_SECONDS:
+                    for worker in list(pending.values()):
+                        worker.kill()
+                        settle(worker, ("aborted",))
+                if failure is None and finished and pending and control.arrived() == len(pending):
+                    # Every unfinished worker waits at the barrier for one
+                    # that already returned: that phase can never complete.
+                    control.poison()
+                    failed_at = time.monotonic()
+                    waiting = sorted(w.rank for w in pending.values())
+                    failure = Error(
+                        f"worker(s) {sorted(finished)} returned while worker(s) {waiting} wait at "
+                        "ctx.barrier(): every worker must call ctx.barrier() the same number of times"
+                    )
+        except BaseException:
+            # Interrupted (Ctrl-C): stop whatever still runs; the pool
+            # replaces those workers at the next job.
+            control.poison()
+            for worker in pending.values():
+                worker.kill()
+            raise
+        if failure is not None:
+            raise failure
+        return [pickle.loads(payload) for payload in results]
+
+    # ---- both ----
+
+    def check(self):
+        if self.closed:
+            raise Error("the pool is closed")
+        if os.getpid() != self.owner:
+            raise Error("this pool belongs to the process that created it, not to a forked copy of it")
+
+    def close(self):
+        if self.closed or os.getpid() != self.owner:
+            return
+        self.closed = True
+        workers = [w for w in self.python if w is not None]
+        self.python = [None] * self.workers
+        for w in workers:
+            if w.job_fd is not None:
+                os.close(w.job_fd)  # end of file: the worker exits
+                w.job_fd = None
+        self.stop_server()
+        for w in workers:
+            w.stop(2.0)
+        if self.control is not None:
+            self.control.unlink()
+            self.control = None
+
+
+def _remote_exception(rank, message):
+    _, payload, summary, tb = message
+    exc = None
+    if payload is not None:
+        try:
+            exc = pickle.loads(payload)
+        except Exception:
+            exc = None
+    if isinstance(exc, BaseException):
+        exc.__cause__ = _RemoteTraceback(tb)
+        return exc
+    return Error(f"worker {rank} raised {summary}\n\nThe traceback in the worker:\n\n{tb}")
+
+
+class Pool:
+    """Worker processes that run kernels on shmpar arrays in place.
+
+    ``shmpar.Pool(workers=N)`` (default: the CPUs this process may use) is a
+    context manager; ``close()`` (or leaving the ``with`` block) stops and
+    reaps every worker. Workers start on first use and stay for later jobs:
+
+    * ``run(spec, array)`` runs a Rust kernel of the catalog in place on
+      ``array`` (float32 or float64): ``"sqrt_abs"``, ``"scale:2"``,
+      ``"offset:1"``, ``"clamp:0:1"``, ``"fill:3"``, ``"sqrt"``, ``"abs"``,
+      ``"exp"``, ``"ln"``;
+    * ``reduce(spec, array)`` returns a reduction's value: ``"sum"``,
+      ``"mean"``, ``"min"``, ``"max"``, ``"min_max"`` (a tuple),
+      ``"var:DDOF"``, ``"std:DDOF"``, ``"norm"``, ``"histogram:LO:HI:BINS"``
+      (a dict); both release the GIL while they wait;
+    * ``map_chunks(func, array)`` calls ``func(ctx, chunk)`` in each Python
+      worker, ``chunk`` a NumPy view of its rows (axis 0), and returns the
+      results in rank order. ``func`` must be picklable by name (a ``def``
+      at the top level of a module); see ``Context`` for ``ctx``.
+
+    A worker that dies raises ``shmpar.WorkerFailed`` (within a second or
+    so); the pool replaces it and stays usable. An exception raised by
+    ``func`` is raised again here, with the worker's traceback as its cause.
+    """
+
+    def __init__(self, workers=None):
+        if workers is None:
+            workers = len(os.sched_getaffinity(0))
+        if not isinstance(workers, int) or isinstance(workers, bool):
+            raise TypeError(f"workers must be an int, not {type(workers).__name__}")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise Error(f"a pool has 1 to {MAX_WORKERS} workers, not {workers}")
+        self._state = _PoolState(workers)
+        self._finalizer = weakref.finalize(self, self._state.close)
+
+    @property
+    def workers(self):
+        """Number of workers of each kind."""
+        return self._state.workers
+
+    def run(self, spec, array):
+        """Runs the catalog's elementwise kernel ``spec`` in place on
+        ``array``, split by rows among the workers."""
+        client = self._state.kernels()
+        try:
+            client.run(spec, array)
+        except BaseException:
+            self._state.after_kernel_call()
+            raise
+
+    def reduce(self, spec, array):
+        """Returns the catalog reduction ``spec`` of ``array``."""
+        client = self._state.kernels()
+        try:
+            return client.reduce(spec, array)
+        except BaseException:
+            self._state.after_kernel_call()
+            raise
+
+    def map_chunks(self, func, array):
+        """Returns ``[func(ctx, chunk) for each worker]``, computed in the
+        workers, in rank order."""
+        return self._state.map_chunks(func, array)
+
+    def close(self):
+        """Stops and reaps every worker. Idempotent."""
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+    def __repr__(self):
+        state = "closed" if self._state.closed else "open"
+        return f"Pool(workers={self.workers}, {state})"

@@ -1,0 +1,82 @@
+//! # shmpar-python
+//!
+//! The extension module `shmpar._shmpar` behind the Python package
+//! `shmpar` (`python/shmpar/`): NumPy arrays in named shared memory
+//! (`array.rs`), the catalog's Rust kernels run by a pool of
+//! worker processes (`kernels.rs`), the in-segment barrier that Python
+//! workers meet at (`control.rs`), and the segment lifecycle (`ls`, `gc`,
+//! `Scope`, in `segments.rs`). The Python half (`shmpar/_pool.py`,
+//! `shmpar/_worker.py`) starts and supervises the processes; this crate
+//! does everything that touches shared memory. `docs/python.md` is the
+//! user's guide.
+//!
+//! Nothing here is used from Rust: the crate is a `cdylib` loaded by
+//! Python, and its tests are the pytest suite in `python/tests/`.
+
+mod array;
+mod control;
+mod errors;
+mod kernels;
+mod os;
+mod segments;
+
+use pyo3::prelude::*;
+
+/// Splits `rows` rows into `parts` balanced chunks and returns chunk
+/// `index` as `(start, end)`: the same split as the Rust pool's, so a
+/// Python kernel and a Rust kernel on the same pool see the same rows.
+#[pyfunction]
+fn chunk_range(rows: usize, parts: usize, index: usize) -> PyResult<(usize, usize)> {
+    if parts == 0 || index >= parts {
+        return Err(errors::Error::new_err(format!(
+            "chunk {index} of {parts} does not exist"
+        )));
+    }
+    let range = shmpar_core::chunk::chunk_range(rows, parts, index);
+    Ok((range.start, range.end))
+}
+
+/// Asks for SIGKILL when the parent process dies, and exits at once if it
+/// already has: for a worker process, first thing.
+#[pyfunction]
+fn _die_with_parent(parent: i32) {
+    os::die_with_parent(parent);
+}
+
+/// Unlinks every shared-memory segment this process created and still
+/// owns: the package registers it with `atexit`, so a program that ends
+/// while arrays are still referenced leaves nothing in `/dev/shm`.
+#[pyfunction]
+fn _cleanup_now() {
+    shmpar_core::cleanup_now();
+}
+
+/// In a child forked by `os.fork`: this process owns none of the segments
+/// its parent created, so its `atexit` cleanup must not unlink them.
+#[pyfunction]
+fn _forget_owned() {
+    shmpar_core::cleanup::forget_registered();
+}
+
+/// The module `shmpar._shmpar`.
+#[pymodule]
+fn _shmpar(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("Error", py.get_type::<errors::Error>())?;
+    m.add("WorkerFailed", py.get_type::<errors::WorkerFailed>())?;
+    m.add_class::<array::SharedArray>()?;
+    m.add_class::<segments::Scope>()?;
+    m.add_class::<control::Control>()?;
+    m.add_class::<kernels::KernelClient>()?;
+    m.add_function(wrap_pyfunction!(segments::ls, m)?)?;
+    m.add_function(wrap_pyfunction!(segments::gc, m)?)?;
+    m.add_function(wrap_pyfunction!(segments::_remove_orphans_of, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::_serve_kernels, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::check_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(chunk_range, m)?)?;
+    m.add_function(wrap_pyfunction!(_die_with_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(_cleanup_now, m)?)?;
+    m.add_function(wrap_pyfunction!(_forget_owned, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,312 @@
+"""Pool: the catalog's Rust kernels against NumPy, Python kernels with the
+in-segment barrier, failures, and nothing left behind."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import shmpar
+
+
+def rank(ctx, chunk):
+    return ctx.rank
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """One pool for the tests that do not break it, both kinds of workers
+    started before the first test (so their segments predate every test's
+    check of /dev/shm; the session's check sees them go)."""
+    with shmpar.Pool(workers=2) as pool, shmpar.Scope() as scope:
+        warm = scope.create(2)
+        pool.run("fill:0", warm)
+        assert pool.map_chunks(rank, warm) == [0, 1]
+        scope.close()
+        yield pool
+
+
+def pids_alive(pids):
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ")[-1].split()[0] != "Z":
+                    alive.append(pid)
+        except FileNotFoundError:
+            pass
+    return alive
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def descendants():
+    out, todo = [], [os.getpid()]
+    while todo:
+        for child in children_of(todo.pop()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+# ---- Rust kernels ----
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "spec, reference",
+    [
+        ("sqrt_abs", lambda x: np.sqrt(np.abs(x))),
+        ("abs", np.abs),
+        ("scale:2.5", lambda x: x * 2.5),
+        ("offset:-1", lambda x: x - 1),
+        ("clamp:-0.5:0.5", lambda x: np.clip(x, -0.5, 0.5)),
+        ("fill:3", lambda x: np.full_like(x, 3)),
+        ("exp", np.exp),
+    ],
+)
+def test_rust_elementwise_kernels_match_numpy(pool, dtype, spec, reference):
+    data = np.random.default_rng(2).standard_normal((1001, 7)).astype(dtype)
+    with shmpar.Scope() as scope:
+        a = scope.create(data.shape, dtype)
+        a.array[:] = data
+        pool.run(spec, a)
+        np.testing.assert_allclose(a.array, reference(data).astype(dtype), rtol=2e-7 if dtype == "float64" else 2e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rust_reductions_match_numpy(pool, dtype):
+    data = np.random.default_rng(3).standard_normal(100_003).astype(dtype)
+    x = data.astype(np.float64)
+    with shmpar.Scope() as scope:
+        a = scope.create(data.shape, dtype)
+        a.array[:] = data
+        close = lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-9)
+        close(pool.reduce("sum", a), x.sum())
+        close(pool.reduce("mean", a), x.mean())
+        close(pool.reduce("var:1", a), x.var(ddof=1))
+        close(pool.reduce("std", a), x.std())
+        close(pool.reduce("norm", a), np.linalg.norm(x))
+        assert pool.reduce("min", a) == x.min() and pool.reduce("max", a) == x.max()
+        assert pool.reduce("min_max", a) == (x.min(), x.max())
+        h = pool.reduce("histogram:-1:1:8", a)
+        counts, edges = np.histogram(x[(x >= -1) & (x <= 1)], bins=8, range=(-1, 1))
+        assert h["counts"] == counts.tolist() and h["edges"] == edges.tolist()
+        assert h["below"] == int((x < -1).sum()) and h["above"] == int((x > 1).sum())
+
+
+def test_rust_kernels_on_a_multidimensional_array_split_by_rows(pool):
+    with shmpar.Scope() as scope:
+        a = scope.create((3, 4, 5), "float64")  # fewer rows than... 3 rows, 2 workers
+        a.array[:] = -4.0
+        pool.run("sqrt_abs", a)
+        assert (a.array == 2.0).all()
+        assert pool.reduce("sum", a) == 120.0
+
+
+def test_kernel_refusals_say_why(pool):
+    with shmpar.Scope() as scope:
+        ints = scope.create(10, "int32")
+        floats = scope.create(10, "float64")
+        with pytest.raises(shmpar.Error, match="float32 and float64"):
+            pool.run("sqrt", ints)
+        with pytest.raises(shmpar.Error, match="sqrt_abs"):  # lists the valid names
+            pool.run("cube", floats)
+        with pytest.raises(shmpar.Error, match="is a reduction: use Pool.reduce"):
+            pool.run("mean", floats)
+        with pytest.raises(shmpar.Error, match="is an elementwise kernel: use Pool.run"):
+            pool.reduce("sqrt", floats)
+        with pytest.raises(shmpar.Error, match="lo <= hi"):
+            pool.run("clamp:1:0", floats)
+        zero_d = scope.create((), "float64")
+        with pytest.raises(shmpar.Error, match="0-dimensional"):
+            pool.reduce("sum", zero_d)
+        assert pool.reduce("sum", floats) == 0.0  # the pool still works
+
+
+def test_the_kernel_server_is_single_threaded_and_never_imports_numpy(pool):
+    with shmpar.Scope() as scope:
+        pool.run("fill:1", scope.create(4))
+    server = pool._state.server.pid
+    assert len(os.listdir(f"/proc/{server}/task")) == 1
+    with open(f"/proc/{server}/maps") as f:
+        assert "numpy" not in f.read()
+
+
+# ---- Python kernels ----
+
+def two_phases(ctx, chunk):
+    # Phase 1: each worker writes its own rows.
+    chunk[:] = ctx.rank + 1
+    ctx.barrier()
+    # Phase 2: everyone reads every row, the others' included.
+    return float(ctx.array.sum()), ctx.rank, (ctx.rows.start, ctx.rows.stop), ctx.workers
+
+
+def test_map_chunks_runs_python_with_a_barrier_and_returns_results_in_rank_order(pool):
+    with shmpar.Scope() as scope:
+        a = scope.create((10, 3), "float64")
+        results = pool.map_chunks(two_phases, a)
+        assert a.array[:5].tolist() == [[1.0] * 3] * 5 and a.array[5:].tolist() == [[2.0] * 3] * 5
+        assert results == [(45.0, 0, (0, 5), 2), (45.0, 1, (5, 10), 2)]
+
+
+def seed_kernel(ctx, chunk):
+    chunk[:] = np.sqrt(np.abs(chunk))
+    return float(chunk.sum()), chunk.shape[0]
+
+
+def test_map_chunks_is_in_place_and_zero_copy(pool):
+    data = np.random.default_rng(4).standard_normal(100_001)
+    with shmpar.Scope() as scope:
+        a = scope.create(data.shape, "float64")
+        a.array[:] = data
+        results = pool.map_chunks(seed_kernel, a)
+        assert np.array_equal(a.array, np.sqrt(np.abs(data)))
+        assert sum(n for _, n in results) == 100_001
+        assert abs(sum(s for s, _ in results) - np.sqrt(np.abs(data)).sum()) < 1e-6
+        # The same workers serve the next array too.
+        b = scope.create(10, "float32")
+        assert [n for _, n in pool.map_chunks(seed_kernel, b)] == [5, 5]
+
+
+def leader_count(ctx, chunk):
+    leaders = 0
+    for _ in range(100):
+        leaders += bool(ctx.barrier())
+    return leaders
+
+
+def test_exactly_one_leader_per_phase(pool):
+    with shmpar.Scope() as scope:
+        assert sum(pool.map_chunks(leader_count, scope.create(4))) == 100
+
+
+def raises_on_rank_1(ctx, chunk):
+    if ctx.rank == 1:
+        raise ValueError(f"bad chunk {ctx.rows}")
+    ctx.barrier()  # released with an error: rank 1 never comes
+    return "unreachable"
+
+
+def test_an_exception_in_a_worker_is_raised_again_with_its_traceback(pool):
+    with shmpar.Scope() as scope:
+        a = scope.create(10)
+        start = time.monotonic()
+        with pytest.raises(ValueError, match="bad chunk range\\(5, 10\\)") as info:
+            pool.map_chunks(raises_on_rank_1, a)
+        assert time.monotonic() - start < 10
+        assert "raises_on_rank_1" in str(info.value.__cause__)
+        assert pool.map_chunks(seed_kernel, a) == [(0.0, 5), (0.0, 5)]  # still usable
+
+
+def uneven_barriers(ctx, chunk):
+    if ctx.rank == 0:
+        ctx.barrier()
+    return ctx.rank
+
+
+def test_unequal_barrier_calls_are_reported_not_hung(pool):
+    with shmpar.Scope() as scope:
+        with pytest.raises(shmpar.Error, match="same number of times"):
+            pool.map_chunks(uneven_barriers, scope.create(4))
+
+
+def test_a_function_that_cannot_travel_by_name_is_refused(pool):
+    with shmpar.Scope() as scope:
+        with pytest.raises(shmpar.Error, match="top level of a module"):
+            pool.map_chunks(lambda ctx, chunk: 0, scope.create(4))
+
+
+def kill_rank_1(ctx, chunk):
+    if ctx.rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    ctx.barrier()
+    return ctx.rank
+
+
+def test_a_killed_python_worker_raises_worker_failed_and_leaves_nothing():
+    before = set(descendants())
+    with shmpar.Scope() as scope:
+        a = scope.create(100)
+        with shmpar.Pool(workers=2) as pool:
+            assert pool.map_chunks(rank, a) == [0, 1]
+            workers = set(descendants()) - before
+            start = time.monotonic()
+            with pytest.raises(shmpar.WorkerFailed, match="worker 1 .* died: it was killed by SIGKILL"):
+                pool.map_chunks(kill_rank_1, a)
+            assert time.monotonic() - start < 5
+            assert pool.map_chunks(rank, a) == [0, 1]  # replaced
+            workers |= set(descendants()) - before
+        assert pids_alive(workers) == []
+
+
+def test_a_killed_kernel_server_raises_worker_failed_and_is_replaced():
+    before = set(descendants())
+    with shmpar.Scope() as scope:
+        a = scope.create(1000)
+        with shmpar.Pool(workers=2) as pool:
+            pool.run("fill:2", a)
+            server = pool._state.server.pid
+            rust_workers = children_of(server)
+            assert len(rust_workers) == 2
+            os.kill(server, signal.SIGKILL)
+            time.sleep(0.2)
+            with pytest.raises(shmpar.WorkerFailed, match="kernel server .* died"):
+                pool.reduce("sum", a)
+            assert pool.reduce("sum", a) == 2000.0  # a new server
+            spawned = set(descendants()) - before
+        assert pids_alive(spawned | {server, *rust_workers}) == []
+
+
+def test_a_killed_rust_worker_is_reported_or_replaced():
+    with shmpar.Scope() as scope:
+        a = scope.create(100_000)
+        with shmpar.Pool(workers=2) as pool:
+            pool.run("fill:1", a)
+            victim = children_of(pool._state.server.pid)[1]
+            os.kill(victim, signal.SIGKILL)
+            time.sleep(0.1)
+            try:
+                pool.run("scale:2", a)  # the pool may notice the death first
+            except shmpar.WorkerFailed as e:
+                # The job was cut short: the other worker's rows are done.
+                assert "killed by SIGKILL" in str(e)
+            pool.run("fill:3", a)
+            assert pool.reduce("sum", a) == 300_000
+            assert victim not in children_of(pool._state.server.pid)
+
+
+def test_a_closed_pool_refuses_work_and_close_is_idempotent():
+    pool = shmpar.Pool(workers=1)
+    pool.close()
+    pool.close()
+    with shmpar.Scope() as scope:
+        with pytest.raises(shmpar.Error, match="closed"):
+            pool.run("sqrt", scope.create(3))
+    with pytest.raises(shmpar.Error, match="1 to 64 workers"):
+        shmpar.Pool(workers=0)
+
+
+def test_an_unclosed_pool_is_stopped_when_collected():
+    import gc
+
+    before = set(descendants())
+    with shmpar.Scope() as scope:
+        pool = shmpar.Pool(workers=2)
+        pool.run("fill:1", scope.create(10))
+        spawned = set(descendants()) - before
+        assert spawned
+        del pool
+        gc.collect()
+        deadline = time.monotonic() + 10
+        while pids_alive(spawned) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pids_alive(spawned) == []
