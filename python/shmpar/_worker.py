@@ -86,6 +86,7 @@ def _run_job(job, arrays, controls, functions):
             func = functions[func_bytes] = pickle.loads(func_bytes)
         arrays.evict(keep=name)
         array = arrays.get(name, identity)
+        array._prefault_rows(start, end)
         whole = array.array
         ctx = Context(rank, workers, range(start, end), whole, control)
         result = func(ctx, whole[start:end])
