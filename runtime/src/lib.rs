@@ -30,7 +30,7 @@
 //! The [`guide`] explains the process model, fork versus spawn, phases,
 //! reductions and failure handling. The workspace around this crate:
 //!
-//! - [`shmpar_core`](core) (re-exported as `shmpar::core`): the arrays,
+//! - [`shmpar_core`] (re-exported as `shmpar::core`): the arrays,
 //!   the segment format, the in-segment barrier and lock, and the
 //!   segment lifecycle (cleanup on Ctrl-C, [`gc`], [`Scope`]);
 //! - `shmpar-kernels`: vectorized kernels over ndarray views (maps,

@@ -145,7 +145,7 @@ pub trait Args {
 }
 
 /// Maps the views a kernel is declared with back to their [`Kind`], so that
-/// [`kernel!`](crate::kernel) can register a named kernel from its signature.
+/// [`register_kernel!`](crate::register_kernel) can register a named kernel from its signature.
 pub trait ViewsKind {
     /// The arguments' kind.
     type Kind: Kind;

@@ -3,7 +3,7 @@
 //! it (a worker process, a rayon thread, the serial loop).
 //!
 //! Layering: `job` knows nothing of processes. The pool's workers and the
-//! threads and serial backends build a [`Share`] and call the functions
+//! threads and serial backends build a `Share` and call the functions
 //! here, so every backend runs exactly the same code on the same chunks.
 
 pub mod args;

@@ -70,14 +70,14 @@ impl PoolBuilder {
 
     /// Room for a job's encoded parameters, in bytes (default
     /// [`DEFAULT_PARAM_BYTES`]). Larger parameters are refused with
-    /// [`Error::TooLarge`] naming this setting.
+    /// [`Error::TooLarge`](crate::Error::TooLarge) naming this setting.
     pub fn param_bytes(mut self, bytes: usize) -> Self {
         self.param_bytes = bytes;
         self
     }
 
     /// A deadline for every job (default: none). A job still running after
-    /// `timeout` ends with [`Error::JobTimeout`](crate::Error::JobTimeout)
+    /// `timeout` ends with [`Error::JobTimeout`](crate::Error::JobTimeout)(crate::Error::JobTimeout)
     /// naming the workers that had not finished; those are killed and
     /// replaced, so a stopped worker, an endless loop or a lock held across
     /// a barrier cannot hang the coordinator. See also
@@ -104,8 +104,8 @@ impl PoolBuilder {
     /// Starts the workers.
     ///
     /// # Errors
-    /// [`Error::InvalidWorkers`], [`Error::ForkWithThreads`],
-    /// [`Error::Start`], [`Error::SpawnMismatch`], [`Error::TooLarge`] for
+    /// [`Error::InvalidWorkers`](crate::Error::InvalidWorkers), [`Error::ForkWithThreads`](crate::Error::ForkWithThreads),
+    /// [`Error::Start`](crate::Error::Start), [`Error::SpawnMismatch`](crate::Error::SpawnMismatch), [`Error::TooLarge`](crate::Error::TooLarge) for
     /// areas over 1 GiB, and segment errors for the control segment.
     pub fn build(self) -> Result<Pool> {
         Pool::start(self)

@@ -29,8 +29,8 @@ impl Pool {
     /// ```
     ///
     /// # Errors
-    /// [`Error::CapturingKernel`] on a spawn pool,
-    /// [`Error::ForkWithThreads`], and as [`run`](Self::run).
+    /// [`Error::CapturingKernel`](crate::Error::CapturingKernel) on a spawn pool,
+    /// [`Error::ForkWithThreads`](crate::Error::ForkWithThreads), and as [`run`](Self::run).
     pub fn run_forked<A, P, F>(&self, args: A, params: P, f: F) -> Result<()>
     where
         A: Args,

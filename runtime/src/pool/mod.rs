@@ -365,7 +365,7 @@ impl Pool {
         post::combine(self.submit(&args, job)?, combine)
     }
 
-    /// [`map_reduce`](Self::map_reduce) with the worker's [`Ctx`] and
+    /// [`map_reduce`](Self::map_reduce) with the worker's [`Ctx`](crate::Ctx) and
     /// parameters, over one array or several.
     ///
     /// # Errors
