@@ -8,9 +8,20 @@
 //! a compare-and-swap and back to FREE when the segment is dropped or
 //! unlinked. Segments beyond [`CAPACITY`] at once, and file-backed segments,
 //! are not registered (their owners still remove them on drop).
+//!
+//! A name is registered right after `shm_open(O_CREAT | O_EXCL)` made it,
+//! with the cleanup signals deferred in between (`Segment::create`), so a
+//! signal at any point of a creation finds the name here.
+//!
+//! Resources know their owner: each slot records the pid of the process
+//! that registered it, and [`unlink_registered`] only unlinks the names of
+//! the calling process. A forked child inherits a copy of the registry
+//! (and of the signal handler); whether or not it calls
+//! [`forget_registered`], a signal in the child never unlinks its parent's
+//! segments.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// Most shared-memory names registered at once.
 pub const CAPACITY: usize = 256;
@@ -24,6 +35,8 @@ const READY: u32 = 2;
 
 struct Slot {
     state: AtomicU32,
+    /// The process that registered the name: only it may unlink it.
+    owner: AtomicI32,
     name: UnsafeCell<[u8; NAME_BYTES]>,
 }
 
@@ -35,6 +48,7 @@ unsafe impl Sync for Slot {}
 static SLOTS: [Slot; CAPACITY] = [const {
     Slot {
         state: AtomicU32::new(FREE),
+        owner: AtomicI32::new(0),
         name: UnsafeCell::new([0; NAME_BYTES]),
     }
 }; CAPACITY];
@@ -56,6 +70,8 @@ pub(crate) fn register(bare: &str) -> Option<usize> {
             name[0] = b'/';
             name[1..=bare.len()].copy_from_slice(bare.as_bytes());
             name[bare.len() + 1] = 0;
+            slot.owner.store(crate::os::getpid(), Ordering::Relaxed);
+            // Release publishes the name and the owner with the state.
             slot.state.store(READY, Ordering::Release);
             return Some(index);
         }
@@ -70,12 +86,14 @@ pub(crate) fn unregister(index: usize) {
     }
 }
 
-/// Unlinks every registered name. Async-signal-safe: it only reads static
-/// memory and calls `shm_unlink`. For signal handlers; a normal program
-/// never needs it.
+/// Unlinks every name the calling process registered (never one that a
+/// parent registered before forking it). Async-signal-safe: it only reads
+/// static memory and calls `getpid` and `shm_unlink`. For signal handlers;
+/// a normal program never needs it.
 pub fn unlink_registered() {
+    let me = crate::os::getpid();
     for slot in &SLOTS {
-        if slot.state.load(Ordering::Acquire) == READY {
+        if slot.state.load(Ordering::Acquire) == READY && slot.owner.load(Ordering::Relaxed) == me {
             // SAFETY: READY means the name was completely written and
             // NUL-terminated before the release store we acquired; and the
             // buffer's last byte is only ever written as 0, so the string
@@ -86,15 +104,17 @@ pub fn unlink_registered() {
 }
 
 /// Forgets every registered name without unlinking: for a forked child,
-/// whose copy of the registry names its parent's segments.
-/// Async-signal-safe.
+/// whose copy of the registry names its parent's segments (which
+/// [`unlink_registered`] already leaves alone; this also frees the slots
+/// for the child's own segments). Async-signal-safe.
 pub fn forget_registered() {
     for slot in &SLOTS {
         slot.state.store(FREE, Ordering::Relaxed);
     }
 }
 
-/// Number of names registered now.
+/// Number of names registered now (by this process or, in a forked child
+/// that did not [`forget_registered`], by its parent).
 pub fn registered() -> usize {
     SLOTS
         .iter()
