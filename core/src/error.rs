@@ -90,13 +90,25 @@ pub enum Error {
     },
 
     /// The object has no shmpar header where one would be (its last 4096
-    /// bytes), or is not a regular file.
-    #[error(
-        "segment {name} is not a shmpar segment (no shmpar header in its last 4096 bytes, or not a regular file)"
-    )]
+    /// bytes).
+    #[error("segment {name} is not a shmpar segment (no shmpar header in its last 4096 bytes)")]
     NotShmpar {
         /// The segment name or file path.
         name: String,
+    },
+
+    /// The name is not a regular file: a FIFO, a symbolic link, a
+    /// directory, a device or a socket. Anyone can plant such a thing in
+    /// `/dev/shm`; shmpar never follows, waits on or maps it.
+    #[error(
+        "{name} is a {kind}, not a regular file: shmpar only opens regular files \
+         (never a symbolic link, FIFO, device, socket or directory)"
+    )]
+    NotRegularFile {
+        /// The segment name or file path.
+        name: String,
+        /// What it is: "FIFO", "symbolic link", "directory", ...
+        kind: &'static str,
     },
 
     /// The segment was written by a layout version this build does not know.

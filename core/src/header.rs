@@ -66,6 +66,23 @@ pub const FLAG_LITTLE_ENDIAN: u32 = 1;
 /// Bit 1 of `flags`: the creator chose to keep the segment after it exits,
 /// so `shmpar gc` leaves it alone although its creator is dead.
 pub const FLAG_PERSISTENT: u32 = 2;
+/// Bit 2 of `flags`: the segment follows the liveness-lock protocol: every
+/// process that holds it open (its creator from before the space is
+/// reserved, and every attacher) keeps an open-file-description read lock
+/// on the byte at [`LIVENESS_LOCK_OFFSET`] of the header page, and `gc`
+/// decides whether it is in use by that lock alone. A segment without this
+/// bit (left by an older shmpar) is also taken as in use while a process
+/// with its creator's pid and start time runs.
+pub const FLAG_LIVENESS_LOCK: u32 = 4;
+
+/// Offset, from the start of the header page, of the byte on which every
+/// holder of a segment keeps a shared open-file-description lock
+/// (`fcntl(F_OFD_SETLK)`, `F_RDLCK`, one byte): the first byte of
+/// [`Header::reserved_liveness`]. The lock is the record, not the byte,
+/// which stays 0. Because the lock belongs to the kernel's open file
+/// description, it vanishes when the holder dies however it dies, and it
+/// means the same in every PID and time namespace, with or without `/proc`.
+pub const LIVENESS_LOCK_OFFSET: usize = offset_of!(Header, reserved_liveness);
 
 /// The plain fields of the header: the first [`HEADER_SIZE`] bytes of the
 /// header page, which starts at `object size - HEADER_PAGE_SIZE`.
@@ -92,7 +109,8 @@ pub struct Header {
     pub elem_size: u32,
     /// Number of axes, at most [`MAX_RANK`].
     pub ndim: u32,
-    /// [`FLAG_LITTLE_ENDIAN`], [`FLAG_PERSISTENT`] and reserved bits (0).
+    /// [`FLAG_LITTLE_ENDIAN`], [`FLAG_PERSISTENT`], [`FLAG_LIVENESS_LOCK`]
+    /// and reserved bits (0).
     pub flags: u32,
     /// Byte offset of the data: always 0.
     pub data_offset: u64,
@@ -104,14 +122,17 @@ pub struct Header {
     pub header_offset: u64,
     /// Extent of each axis, C order; entries past `ndim` are 0.
     pub shape: [u64; MAX_RANK],
-    /// Process id of the creator.
+    /// Process id of the creator, as its own PID namespace numbers it: for
+    /// display only (liveness is the lock at [`LIVENESS_LOCK_OFFSET`]).
     pub creator_pid: i32,
     /// The page size the object is made of: 4096, or a huge page size
     /// (then `total_len` is a multiple of it).
     pub page_size: u32,
-    /// The creator's start time in clock ticks since boot.
+    /// The creator's start time in clock ticks since boot, as its own time
+    /// namespace counts them (0 when `/proc` was unreadable): for display.
     pub creator_start_time: u64,
-    /// Reserved for a liveness record (0).
+    /// Reserved (0). Its first byte is the liveness lock byte
+    /// ([`LIVENESS_LOCK_OFFSET`]): holders lock it, nobody writes it.
     pub reserved_liveness: [u64; 8],
     /// Reserved (0).
     pub reserved: [u64; 6],
@@ -293,6 +314,7 @@ impl Layout {
             0
         };
         let persistent = if self.persistent { FLAG_PERSISTENT } else { 0 };
+        let flags = endian | persistent | FLAG_LIVENESS_LOCK;
         Header {
             magic: MAGIC,
             layout_version: LAYOUT_VERSION,
@@ -300,7 +322,7 @@ impl Layout {
             dtype: self.dtype.code(),
             elem_size: self.dtype.size() as u32,
             ndim: self.shape.len() as u32,
-            flags: endian | persistent,
+            flags,
             data_offset: self.data_offset as u64,
             data_len: self.data_len as u64,
             total_len: self.total_len as u64,
@@ -370,16 +392,30 @@ pub(crate) fn find_header(object: &(impl ReadAt + ?Sized), size: u64, name: &str
         .filter(|h| h.magic == MAGIC)
 }
 
-/// The creator recorded in the header of an object of `size` bytes,
-/// whatever its state, for finding the orphans of creators that died while
-/// initializing: from a version 2 header, or from a version 1 header at
+/// What the header of an object says about who holds it, whatever its
+/// state: the creator (for display, and for segments without the lock
+/// protocol) and whether the segment follows the liveness-lock protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// The creator as its header records it.
+    pub(crate) creator: ProcessId,
+    /// [`FLAG_LIVENESS_LOCK`] is set: the lock alone decides liveness.
+    pub(crate) locks: bool,
+}
+
+/// The [`Record`] in the header of an object of `size` bytes, whatever
+/// its state: from a version 2 header, or from a version 1 header at
 /// offset 0 (whose `creator_pid` and `creator_start_time` were at 136 and
-/// 144), so that segments left by an older shmpar can be collected too.
-pub(crate) fn find_creator(object: &(impl ReadAt + ?Sized), size: u64, name: &str) -> Option<ProcessId> {
+/// 144, and which knew no lock), so that segments left by an older shmpar
+/// can be collected too.
+pub(crate) fn find_record(object: &(impl ReadAt + ?Sized), size: u64, name: &str) -> Option<Record> {
     if let Some(header) = find_header(object, size, name) {
-        return Some(ProcessId {
-            pid: header.creator_pid,
-            start_time: header.creator_start_time,
+        return Some(Record {
+            creator: ProcessId {
+                pid: header.creator_pid,
+                start_time: header.creator_start_time,
+            },
+            locks: header.flags & FLAG_LIVENESS_LOCK != 0,
         });
     }
     let mut legacy = [0u8; 152];
@@ -389,10 +425,19 @@ pub(crate) fn find_creator(object: &(impl ReadAt + ?Sized), size: u64, name: &st
     {
         return None;
     }
-    Some(ProcessId {
-        pid: i32::from_le_bytes(legacy[136..140].try_into().ok()?),
-        start_time: u64::from_le_bytes(legacy[144..152].try_into().ok()?),
+    Some(Record {
+        creator: ProcessId {
+            pid: i32::from_le_bytes(legacy[136..140].try_into().ok()?),
+            start_time: u64::from_le_bytes(legacy[144..152].try_into().ok()?),
+        },
+        locks: false,
     })
+}
+
+/// The creator recorded in the header of an object of `size` bytes,
+/// whatever its state (see [`find_record`]).
+pub(crate) fn find_creator(object: &(impl ReadAt + ?Sized), size: u64, name: &str) -> Option<ProcessId> {
+    find_record(object, size, name).map(|record| record.creator)
 }
 
 /// Reads and validates the header of an object of `size` bytes (its
@@ -437,7 +482,7 @@ pub(crate) fn read_layout(object: &(impl ReadAt + ?Sized), size: u64, name: &str
     if last == Some(Header::zeroed()) {
         // The reservation zero-fills the object; the creator writes the
         // header right after. (A creator that died here leaves this
-        // behind: gc removes it once it is old enough.)
+        // behind: gc removes it, as no process holds its lock.)
         return Err(Error::Initializing { name: name.into() });
     }
     // Version 2 objects are a whole number of pages; one that is not, with
@@ -630,6 +675,7 @@ mod tests {
         assert_eq!(offset_of!(Header, page_size), 132);
         assert_eq!(offset_of!(Header, creator_start_time), 136);
         assert_eq!(offset_of!(Header, reserved_liveness), 144);
+        assert_eq!(LIVENESS_LOCK_OFFSET, 144);
         assert_eq!(offset_of!(Header, reserved), 208);
         assert_eq!(size_of::<Header>(), 256);
         assert_eq!(offset_of!(HeaderPage, barrier), 256);
@@ -708,9 +754,13 @@ mod tests {
             let bytes = object(&layout);
             assert_eq!(read_layout(&bytes[..], bytes.len() as u64, "t").unwrap(), layout);
             assert_eq!(
-                find_creator(&bytes[..], bytes.len() as u64, "t"),
-                Some(layout.creator)
+                find_record(&bytes[..], bytes.len() as u64, "t"),
+                Some(Record {
+                    creator: layout.creator,
+                    locks: true,
+                })
             );
+            assert_ne!(layout.header().flags & FLAG_LIVENESS_LOCK, 0);
         }
     }
 
@@ -895,10 +945,13 @@ mod tests {
             v1[136..140].copy_from_slice(&77i32.to_le_bytes());
             v1[144..152].copy_from_slice(&99u64.to_le_bytes());
             assert_eq!(
-                find_creator(&v1[..], v1.len() as u64, "old"),
-                Some(ProcessId {
-                    pid: 77,
-                    start_time: 99
+                find_record(&v1[..], v1.len() as u64, "old"),
+                Some(Record {
+                    creator: ProcessId {
+                        pid: 77,
+                        start_time: 99
+                    },
+                    locks: false,
                 })
             );
             match read_layout(&v1[..], v1.len() as u64, "old") {

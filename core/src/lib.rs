@@ -50,7 +50,7 @@ pub use array::SharedArray;
 pub use element::{DType, Element};
 pub use error::{Error, Result};
 #[cfg(not(loom))]
-pub use liveness::ProcessId;
+pub use liveness::{Liveness, ProcessId};
 #[cfg(not(loom))]
 pub use name::{DEFAULT_PREFIX, MAX_NAME_LEN};
 #[cfg(not(loom))]

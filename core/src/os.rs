@@ -1,7 +1,8 @@
 //! Every system call of `shmpar-core` but the futex (which lives in
 //! `sync/futex.rs` beside its loom emulation), as memmap2 keeps its own in
-//! `mod os`: shared-memory objects, files, mappings, space reservation,
-//! randomness, signals and process facts.
+//! `mod os`: shared-memory objects, files and directories, open-file-
+//! description locks, mappings, space reservation, randomness, signals and
+//! process facts.
 //!
 //! Three helpers are public, so that the CLI, the runtime and the benches
 //! do not each parse `/proc` or call `statvfs` again:
@@ -15,7 +16,7 @@
 //! Everything else here is crate-private and returns `io::Error`; callers
 //! turn it into typed [`Error`](crate::Error)s that name the segment.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -144,14 +145,210 @@ pub fn thread_count() -> Option<usize> {
         .filter(|&n| n > 0)
 }
 
-/// Opens `path` read-only without following a symbolic link in its last
-/// component and without blocking (a FIFO planted in `/dev/shm` must not
-/// hang `shmpar ls`).
+/// Flags of every open of an object that may be someone else's (CERT
+/// POS35-C): never follow a symbolic link in the last component, never
+/// block (a FIFO planted in `/dev/shm` must not hang `shmpar ls`, `gc` or a
+/// pool start), never leak into an `exec`ed program. The caller then
+/// `fstat`s the descriptor and refuses anything but a regular file.
+const HOSTILE_OPEN: libc::c_int = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
+/// Opens `path` read-only with [`HOSTILE_OPEN`]'s flags.
 pub(crate) fn open_readonly(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags(HOSTILE_OPEN)
         .open(path)
+}
+
+fn c_name(name: &OsStr) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn c_path(path: &Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Opens the directory `path` (`O_DIRECTORY`, read-only, close-on-exec),
+/// for operations relative to it that cannot be redirected by a later
+/// change of the path. With `nofollow`, a symbolic link as the last
+/// component is refused (`ELOOP`).
+pub(crate) fn open_dir(path: &Path, nofollow: bool) -> io::Result<OwnedFd> {
+    let c = c_path(path)?;
+    let flags =
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | if nofollow { libc::O_NOFOLLOW } else { 0 };
+    // SAFETY: `c` is NUL-terminated; the returned fd, if any, is fresh.
+    owned_fd(unsafe { libc::open(c.as_ptr(), flags) })
+}
+
+/// Opens `name` inside the directory `dir` with [`HOSTILE_OPEN`]'s flags,
+/// read-only or read-write.
+pub(crate) fn open_at(dir: &impl AsRawFd, name: &OsStr, write: bool) -> io::Result<File> {
+    let c = c_name(name)?;
+    let access = if write { libc::O_RDWR } else { libc::O_RDONLY };
+    // SAFETY: `c` is NUL-terminated and `dir` a descriptor we hold; the
+    // returned fd, if any, is fresh.
+    owned_fd(unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), access | HOSTILE_OPEN) }).map(File::from)
+}
+
+/// Creates the regular file `name` inside `dir`, owner-only; fails with
+/// `EEXIST` if the name exists in any form (a symbolic link included).
+pub(crate) fn create_at(dir: &impl AsRawFd, name: &OsStr) -> io::Result<File> {
+    let c = c_name(name)?;
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | HOSTILE_OPEN;
+    // SAFETY: as in `open_at`; the mode is passed as the variadic argument
+    // `open` expects with O_CREAT.
+    owned_fd(unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, MODE as libc::c_uint) })
+        .map(File::from)
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`: what the name in `dir` is
+/// now, without following it.
+pub(crate) fn stat_at(dir: &impl AsRawFd, name: &OsStr) -> io::Result<ObjectStat> {
+    let c = c_name(name)?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `c` is NUL-terminated, `st` is valid for writes of one `stat`.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatat succeeded, so it initialized `st`.
+    Ok(ObjectStat::from(unsafe { st.assume_init() }))
+}
+
+/// `lstat(path)`: what `path` names now, without following a symbolic link
+/// in its last component.
+pub(crate) fn stat_path(path: &Path) -> io::Result<ObjectStat> {
+    let c = c_path(path)?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `c` is NUL-terminated, `st` is valid for writes of one `stat`.
+    if unsafe { libc::lstat(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: lstat succeeded, so it initialized `st`.
+    Ok(ObjectStat::from(unsafe { st.assume_init() }))
+}
+
+/// Renames `from` to `to` unless `to` exists (`EEXIST` then): one
+/// `renameat2(RENAME_NOREPLACE)`, or, where the file system or kernel lacks
+/// it, `link` then `unlink` (also atomic about the new name; the object
+/// has both names for a moment).
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let (f, t) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both strings are NUL-terminated and live for the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if !matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+        return Err(err);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::link(f.as_ptr(), t.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    unsafe { libc::unlink(f.as_ptr()) };
+    Ok(())
+}
+
+/// Removes the name `name` from the directory `dir` (a file, not a directory).
+pub(crate) fn unlink_at(dir: &impl AsRawFd, name: &OsStr) -> io::Result<()> {
+    let c = c_name(name)?;
+    // SAFETY: `c` is NUL-terminated and `dir` a descriptor we hold.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// An open-file-description lock request (`struct flock` with `l_pid` 0,
+/// as `F_OFD_*` require) for `len` bytes from `start` (`len` 0: to the end
+/// of the file and beyond).
+fn ofd_lock(kind: libc::c_int, start: u64, len: u64) -> io::Result<libc::flock> {
+    let overflow = || io::Error::from_raw_os_error(libc::EOVERFLOW);
+    // SAFETY: `flock` is plain integers, for which zero is valid.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = libc::off_t::try_from(start).map_err(|_| overflow())?;
+    lock.l_len = libc::off_t::try_from(len).map_err(|_| overflow())?;
+    Ok(lock)
+}
+
+/// `fcntl(fd, cmd, lock)`, retried on `EINTR`.
+fn fcntl_lock(fd: &impl AsRawFd, cmd: libc::c_int, lock: &mut libc::flock) -> io::Result<()> {
+    loop {
+        // SAFETY: `lock` is a valid, exclusively borrowed `flock` for the
+        // duration of the call, as the OFD lock commands require.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), cmd, lock as *mut libc::flock) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Whether a lock request failed because another lock conflicts.
+fn is_conflict(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EACCES))
+}
+
+/// Takes a shared (read) open-file-description lock on the byte at
+/// `offset`, without waiting: `Ok(false)` when a write lock conflicts.
+/// The lock belongs to the open file description, not to the process:
+/// it lasts until the description's last reference goes (the last
+/// descriptor *and* the last mapping of it, in this process or a forked
+/// child), so closing one descriptor does not drop it.
+pub(crate) fn try_lock_shared(fd: &impl AsRawFd, offset: u64) -> io::Result<bool> {
+    let mut lock = ofd_lock(libc::F_RDLCK, offset, 1)?;
+    match fcntl_lock(fd, libc::F_OFD_SETLK, &mut lock) {
+        Ok(()) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes an exclusive (write) open-file-description lock on the whole
+/// file, without waiting: `Ok(false)` when any other lock is held. `fd`
+/// must be open for writing.
+pub(crate) fn try_lock_exclusive(fd: &impl AsRawFd) -> io::Result<bool> {
+    let mut lock = ofd_lock(libc::F_WRLCK, 0, 0)?;
+    match fcntl_lock(fd, libc::F_OFD_SETLK, &mut lock) {
+        Ok(()) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether any process (through another open file description) holds a
+/// lock of any kind anywhere in the file: `F_OFD_GETLK` with a write-lock
+/// probe over the whole file. Works on a read-only descriptor.
+pub(crate) fn any_lock_held(fd: &impl AsRawFd) -> io::Result<bool> {
+    let mut lock = ofd_lock(libc::F_WRLCK, 0, 0)?;
+    fcntl_lock(fd, libc::F_OFD_GETLK, &mut lock)?;
+    Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
 }
 
 /// Creates a new shared-memory object; fails with `EEXIST` if the name exists.
@@ -182,16 +379,6 @@ pub(crate) fn shm_open_existing(name: &CStr) -> io::Result<File> {
     owned_fd(fd).map(File::from)
 }
 
-/// Removes a shared-memory object's name.
-pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
-    // SAFETY: `name` is a valid NUL-terminated string.
-    if unsafe { libc::shm_unlink(name.as_ptr()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// `shm_unlink` for a signal handler: async-signal-safe, no allocation,
 /// errors ignored.
 ///
@@ -212,23 +399,14 @@ fn owned_fd(fd: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Creates a new file at `path`; fails with `EEXIST` if it exists.
-pub(crate) fn file_create(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(MODE)
-        .open(path)
-}
-
-/// Opens an existing file for reading and writing, without blocking (so a
-/// FIFO given as a segment's path is refused by the `stat` check, not waited on).
+/// Opens an existing file for reading and writing with [`HOSTILE_OPEN`]'s
+/// flags (so a FIFO given as a segment's path is refused by the `stat`
+/// check, not waited on, and a symbolic link is refused with `ELOOP`).
 pub(crate) fn file_open(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(HOSTILE_OPEN)
         .open(path)
 }
 
@@ -264,6 +442,30 @@ pub(crate) struct ObjectStat {
     pub(crate) identity: (u64, u64),
     /// Whether it is a regular file (every shm object is).
     pub(crate) regular: bool,
+    /// What kind of file it is, in words: "regular file", "FIFO", ...
+    pub(crate) kind: &'static str,
+}
+
+impl From<libc::stat> for ObjectStat {
+    fn from(st: libc::stat) -> ObjectStat {
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => "regular file",
+            libc::S_IFIFO => "FIFO",
+            libc::S_IFLNK => "symbolic link",
+            libc::S_IFDIR => "directory",
+            libc::S_IFCHR => "character device",
+            libc::S_IFBLK => "block device",
+            libc::S_IFSOCK => "socket",
+            _ => "file of unknown type",
+        };
+        #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+        ObjectStat {
+            size: st.st_size as u64,
+            identity: (st.st_dev as u64, st.st_ino as u64),
+            regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+            kind,
+        }
+    }
 }
 
 /// `fstat` of `fd`.
@@ -274,13 +476,7 @@ pub(crate) fn stat(fd: &impl AsRawFd) -> io::Result<ObjectStat> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fstat succeeded, so it initialized `st`.
-    let st = unsafe { st.assume_init() };
-    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
-    Ok(ObjectStat {
-        size: st.st_size as u64,
-        identity: (st.st_dev as u64, st.st_ino as u64),
-        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
-    })
+    Ok(ObjectStat::from(unsafe { st.assume_init() }))
 }
 
 /// A shared, read-write mapping of a whole object, unmapped on drop.
@@ -466,6 +662,34 @@ pub(crate) fn reraise_default(signal: Signal) {
         libc::signal(signal, libc::SIG_DFL);
         libc::raise(signal);
     }
+}
+
+/// Blocks `signals` in the calling thread; returns the mask to restore.
+/// Async-signal-safe.
+pub(crate) fn block_signals(signals: &[Signal]) -> io::Result<libc::sigset_t> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `set` is initialized by sigemptyset before sigaddset and
+    // pthread_sigmask read it; `old` is valid for writes of one sigset_t and
+    // initialized by a successful pthread_sigmask.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &signal in signals {
+            libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old.as_mut_ptr());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(old.assume_init())
+    }
+}
+
+/// Restores a signal mask from [`block_signals`]; a signal that arrived
+/// while blocked is delivered now. Async-signal-safe.
+pub(crate) fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: `old` is a valid mask from a successful pthread_sigmask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }
 
 #[cfg(test)]

@@ -1,7 +1,14 @@
 //! Segments: an array's data from byte 0 and a header page at the end, in
 //! a named shared-memory object or a memory-mapped file, with a lifecycle
 //! that cleans up after itself. The byte layout is in [`crate::header`].
+//!
+//! Every handle holds the segment's liveness lock (see [`crate::liveness`])
+//! for as long as it lives, through its mapping; the creator takes it
+//! right after `shm_open(O_CREAT | O_EXCL)`, before reserving any space, so
+//! `gc` never mistakes a segment under construction for an orphan.
 
+mod peek;
+mod place;
 mod registry;
 
 use std::fmt;
@@ -9,15 +16,24 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::cleanup;
 use crate::element::DType;
 use crate::error::{Error, Result};
-use crate::header::{self, BARRIER_OFFSET, FLAGS_OFFSET, Header, LOCK_OFFSET, Layout, STATE_OFFSET};
+use crate::header::{
+    self, BARRIER_OFFSET, FLAGS_OFFSET, Header, LIVENESS_LOCK_OFFSET, LOCK_OFFSET, Layout, STATE_OFFSET,
+};
 use crate::liveness::ProcessId;
 use crate::name;
 use crate::os::{self, Mapping};
+use crate::signals;
 use crate::sync::{Barrier, BarrierState, LockState, ShmLock};
+pub(crate) use peek::open_for_reading;
+pub use peek::{Peek, liveness, peek, peek_creator, peek_data};
+use place::Place;
+pub use place::unlink_if;
+pub(crate) use place::{SHM_DIR, remove_at};
 use registry::Registration;
 
 /// Where a segment lives.
@@ -51,7 +67,7 @@ impl Location {
     /// The directory whose file system holds the segment.
     fn filesystem(&self) -> PathBuf {
         match self {
-            Location::Shm(_) => PathBuf::from("/dev/shm"),
+            Location::Shm(_) => PathBuf::from(place::SHM_DIR),
             Location::File(path) => match path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
                 _ => PathBuf::from("."),
@@ -62,7 +78,7 @@ impl Location {
     /// The object's path, for reading it without `shm_open`.
     fn path(&self) -> Result<PathBuf> {
         match self {
-            Location::Shm(bare) => Ok(PathBuf::from("/dev/shm").join(name::validate(bare)?)),
+            Location::Shm(bare) => Ok(PathBuf::from(place::SHM_DIR).join(name::validate(bare)?)),
             Location::File(path) => Ok(path.clone()),
         }
     }
@@ -134,6 +150,12 @@ impl SegmentOptions {
 /// attached only unmap. The mapping stays valid in every process that has
 /// it until that process drops its handle, even after the name is removed.
 ///
+/// Every handle holds the segment's liveness lock while it lives, so `gc`
+/// leaves the segment alone (see [`crate::liveness`]). The lock is held by
+/// the mapping, not by a descriptor: a handle keeps no file descriptor
+/// open. A forked child inherits the mapping and with it keeps the segment
+/// in use until it exits.
+///
 /// # Safety
 /// One process holds at most one handle per segment: [`create`](Self::create)
 /// and every `open*` record the object's (device, inode) in a process-wide
@@ -183,30 +205,61 @@ impl fmt::Debug for Segment {
     }
 }
 
-/// Removes a half-created object's name unless disarmed: whatever fails
-/// during creation leaves nothing behind.
+/// Removes a half-created object's name unless disarmed (only if the name
+/// still is that object), and frees its cleanup slot: whatever fails during
+/// creation leaves nothing behind.
 struct CreationGuard {
     location: Location,
+    identity: (u64, u64),
+    cleanup_slot: Option<usize>,
     armed: bool,
+}
+
+impl CreationGuard {
+    /// Hands the cleanup slot over to the finished segment.
+    fn disarm(mut self) -> Option<usize> {
+        self.armed = false;
+        self.cleanup_slot.take()
+    }
 }
 
 impl Drop for CreationGuard {
     fn drop(&mut self) {
         if self.armed {
-            let _ = remove_name(&self.location);
+            let _ = place::unlink_if(&self.location, self.identity);
         }
-    }
-}
-
-fn remove_name(location: &Location) -> io::Result<()> {
-    match location {
-        Location::Shm(bare) => os::shm_unlink(&name::to_c(bare)),
-        Location::File(path) => std::fs::remove_file(path),
+        // After the unlink: a signal arriving in between still finds the name.
+        if let Some(index) = self.cleanup_slot.take() {
+            cleanup::unregister(index);
+        }
     }
 }
 
 fn open_error(location: &Location, op: &'static str, source: io::Error) -> Error {
     let name = location.display_name();
+    match source.raw_os_error() {
+        // O_NOFOLLOW met a symbolic link.
+        Some(libc::ELOOP) => {
+            return Error::NotRegularFile {
+                name,
+                kind: "symbolic link",
+            };
+        }
+        Some(libc::EISDIR) => {
+            return Error::NotRegularFile {
+                name,
+                kind: "directory",
+            };
+        }
+        // A socket, or a device without a driver.
+        Some(libc::ENXIO) => {
+            return Error::NotRegularFile {
+                name,
+                kind: "socket or device",
+            };
+        }
+        _ => {}
+    }
     match source.kind() {
         io::ErrorKind::NotFound => Error::NotFound { name },
         io::ErrorKind::AlreadyExists => Error::AlreadyExists { name },
@@ -215,15 +268,80 @@ fn open_error(location: &Location, op: &'static str, source: io::Error) -> Error
     }
 }
 
-/// `fstat` of an opened object; anything but a regular file is not a segment.
+/// The error of a failed open of an existing object: what the name is, if
+/// it is not a regular file (glibc's `shm_open` reports a directory as
+/// `EINVAL`, `O_NOFOLLOW` a link as `ELOOP`, a socket fails with `ENXIO`),
+/// else as [`open_error`] says.
+fn open_existing_error(location: &Location, source: io::Error) -> Error {
+    let not_regular = location
+        .path()
+        .ok()
+        .and_then(|path| os::stat_path(&path).ok())
+        .filter(|stat| !stat.regular);
+    match not_regular {
+        Some(stat) => Error::NotRegularFile {
+            name: location.display_name(),
+            kind: stat.kind,
+        },
+        None => open_error(location, "open", source),
+    }
+}
+
+/// `fstat` of an opened object; anything but a regular file is refused.
 fn stat_object(file: &File, location: &Location) -> Result<os::ObjectStat> {
     let stat = os::stat(file).map_err(|e| open_error(location, "fstat", e))?;
     if !stat.regular {
-        return Err(Error::NotShmpar {
+        return Err(Error::NotRegularFile {
             name: location.display_name(),
+            kind: stat.kind,
         });
     }
     Ok(stat)
+}
+
+/// How long a new handle waits for the liveness lock while a collector
+/// holds the segment's write lock (a collector holds it for two system
+/// calls; only a hostile holder could keep it longer).
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// How often creation starts over after a collector took the new object
+/// between its creation and the lock (each time needs a collector that saw
+/// a random name within microseconds of its creation).
+const CREATE_ATTEMPTS: usize = 8;
+
+/// Takes the shared liveness lock on the byte at `offset` of `file`,
+/// waiting (up to [`LOCK_WAIT`]) while a collector holds the write lock.
+/// For a file-backed segment a file system without locks is no error (gc
+/// only collects in `/dev/shm`); for a shared-memory segment it is, since
+/// gc would take the segment for an orphan.
+fn take_liveness_lock(file: &File, offset: u64, location: &Location) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        match os::try_lock_shared(file, offset) {
+            Ok(true) => return Ok(()),
+            Ok(false) if started.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(1)),
+            Ok(false) => {
+                return Err(Error::Io {
+                    op: "take the liveness lock (another process holds a write lock on the segment)",
+                    name: location.display_name(),
+                    source: io::Error::from_raw_os_error(libc::EWOULDBLOCK),
+                });
+            }
+            Err(_) if matches!(location, Location::File(_)) => return Ok(()),
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "take the liveness lock (fcntl F_OFD_SETLK)",
+                    name: location.display_name(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// The liveness lock's offset in a segment of `layout`.
+fn lock_offset(layout: &Layout) -> u64 {
+    (layout.header_offset + LIVENESS_LOCK_OFFSET) as u64
 }
 
 fn register(identity: (u64, u64), location: &Location) -> Result<Registration> {
@@ -236,10 +354,22 @@ impl Segment {
     /// Creates a segment for an array of `dtype` and `shape`, zero-filled,
     /// and marks it ready.
     ///
+    /// The first creation in a process installs the signal cleanup handler
+    /// ([`signals::install`]) for SIGINT, SIGTERM
+    /// and SIGHUP where their disposition is still the default, so a plain
+    /// program (no pool) interrupted at any moment, this creation included,
+    /// leaves no shared-memory segment behind. The segment's liveness lock
+    /// is taken before any space is reserved (see [`crate::liveness`]).
+    /// The design note `core/src/segment/README.md` explains the order.
+    ///
     /// # Errors
     /// [`Error::AlreadyExists`] if the name is taken, [`Error::InvalidName`]
     /// or [`Error::InvalidShape`] for bad arguments, [`Error::NoSpace`] when
-    /// the file system cannot hold it. Nothing is left behind on error.
+    /// the file system cannot hold it, [`Error::Io`] when the liveness lock
+    /// cannot be taken (a kernel without open-file-description locks, or a
+    /// process that holds a write lock on the new object for seconds) or a
+    /// file-backed segment's directory is a symbolic link. Nothing is left
+    /// behind on error.
     pub fn create(options: &SegmentOptions, dtype: DType, shape: &[usize]) -> Result<Segment> {
         Self::create_with(options, dtype, shape, |_| Ok(()))
     }
@@ -261,19 +391,11 @@ impl Segment {
         }
         let mut layout = Layout::plan(dtype, shape)?;
         layout.persistent = options.persist;
-        let location = match &options.location {
-            Some(location) => location.clone(),
-            None => Location::Shm(name::random()?),
-        };
-        let file = match &location {
-            Location::Shm(bare) => os::shm_create(&name::to_c(bare)),
-            Location::File(path) => os::file_create(path),
-        }
-        .map_err(|e| open_error(&location, "create", e))?;
-        let mut guard = CreationGuard {
-            location: location.clone(),
-            armed: true,
-        };
+        // So a signal during this creation (or any later) removes the name.
+        signals::install();
+        let (file, guard) = Self::create_object(options.location.as_ref(), lock_offset(&layout))?;
+        let location = guard.location.clone();
+        let identity = guard.identity;
         os::reserve(&file, layout.total_len as u64).map_err(|source| {
             if os::is_out_of_space(&source) {
                 let fs = location.filesystem();
@@ -292,10 +414,11 @@ impl Segment {
                 }
             }
         })?;
-        let identity = stat_object(&file, &location)?.identity;
         // A fresh object cannot have another handle here; this records ours.
         let registration = register(identity, &location)?;
         let mapping = Mapping::map(&file, layout.total_len).map_err(|e| open_error(&location, "mmap", e))?;
+        // The mapping keeps the open file description, and with it the
+        // liveness lock, for the handle's life: no descriptor is kept.
         drop(file);
         let header = mapping.ptr().wrapping_add(layout.header_offset);
         // SAFETY:
@@ -326,14 +449,126 @@ impl Segment {
         // Release publishes every write above to an attacher that loads the
         // state with acquire ordering.
         segment.state_word().store(header::STATE_READY, Ordering::Release);
-        guard.armed = false;
-        drop(guard);
         segment.unlink_on_drop = !options.persist;
-        segment.cleanup_slot = match &segment.location {
-            Location::Shm(bare) if !options.persist => cleanup::register(bare),
-            _ => None,
-        };
+        segment.cleanup_slot = guard.disarm();
+        if options.persist {
+            // Ready and meant to outlive us: no signal may remove it now.
+            segment.forget_cleanup();
+        }
         Ok(segment)
+    }
+
+    /// Creates the object at `location` (it must not exist; `None`: a
+    /// shared-memory object with a random name), registers its name for
+    /// signal cleanup, and takes its liveness lock; returns it with the
+    /// guard that removes it again on failure.
+    ///
+    /// A shared-memory object is made under a fresh random name (one
+    /// `shm_open(O_CREAT | O_EXCL)`, with the cleanup signals deferred
+    /// until that name is in the registry), locked, and only then renamed
+    /// to the name asked for, if any (`renameat2(RENAME_NOREPLACE)`, so an
+    /// existing name is [`Error::AlreadyExists`] and is never touched).
+    /// So a segment's name never names an unlocked object under
+    /// construction: a collector that finds the fresh object before it is
+    /// locked can only take the random name, which nobody else knows; the
+    /// lock then waits for the collector and finds the name gone, and
+    /// creation starts over with another random name.
+    ///
+    /// A file-backed segment is created directly (relative to a descriptor
+    /// of its directory, which must not be a symbolic link); `gc` never
+    /// looks at files.
+    fn create_object(location: Option<&Location>, lock_offset: u64) -> Result<(File, CreationGuard)> {
+        let wanted = match location {
+            None => None,
+            Some(Location::Shm(wanted)) => Some(name::validate(wanted)?),
+            Some(location @ Location::File(_)) => return Self::create_file(location, lock_offset),
+        };
+        for _ in 0..CREATE_ATTEMPTS {
+            let fresh = name::random()?;
+            let temporary = Location::Shm(fresh.clone());
+            let (file, cleanup_slot) = {
+                let _deferred = signals::defer();
+                let file = match os::shm_create(&name::to_c(&fresh)) {
+                    Ok(file) => file,
+                    // 100 random bits met another name: draw again.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(open_error(location.unwrap_or(&temporary), "create", e)),
+                };
+                (file, cleanup::register(&fresh))
+            };
+            let identity = match os::stat(&file) {
+                Ok(stat) => stat.identity,
+                Err(e) => {
+                    // Without an identity the name cannot be removed
+                    // safely; the signal slot still names it until here.
+                    if let Some(index) = cleanup_slot {
+                        cleanup::unregister(index);
+                    }
+                    return Err(open_error(&temporary, "fstat", e));
+                }
+            };
+            let mut guard = CreationGuard {
+                location: temporary.clone(),
+                identity,
+                cleanup_slot,
+                armed: true,
+            };
+            take_liveness_lock(&file, lock_offset, location.unwrap_or(&temporary))?;
+            // A collector may have taken the unlocked object before the lock.
+            if Place::of(&temporary)?.names(identity) == Some(false) {
+                continue;
+            }
+            if let Some(wanted) = &wanted {
+                Self::rename_into_place(&fresh, wanted, &mut guard)?;
+            }
+            return Ok((file, guard));
+        }
+        Err(Error::Io {
+            op: "create (collectors took the new object before it was locked, again and again)",
+            name: location.map_or_else(|| "a new segment".into(), Location::display_name),
+            source: io::Error::from_raw_os_error(libc::EAGAIN),
+        })
+    }
+
+    /// [`create_object`](Self::create_object) for a file-backed segment.
+    fn create_file(location: &Location, lock_offset: u64) -> Result<(File, CreationGuard)> {
+        let place = Place::of(location)?;
+        let file = place
+            .open_dir()
+            .and_then(|dir| os::create_at(&dir, place.name()))
+            .map_err(|e| open_error(location, "create", e))?;
+        let identity = os::stat(&file)
+            .map_err(|e| open_error(location, "fstat", e))?
+            .identity;
+        let guard = CreationGuard {
+            location: location.clone(),
+            identity,
+            cleanup_slot: None,
+            armed: true,
+        };
+        take_liveness_lock(&file, lock_offset, location)?;
+        Ok((file, guard))
+    }
+
+    /// Renames the locked object from its temporary name to `wanted`,
+    /// unless `wanted` exists, and moves the guard and the signal-cleanup
+    /// registration to the new name. The cleanup signals are deferred
+    /// meanwhile, so in this thread no signal falls between the rename and
+    /// the new registration; a signal handled by another thread right then
+    /// leaves the segment without a holder once the process is gone, and
+    /// `gc` takes it at once.
+    fn rename_into_place(temporary: &str, wanted: &str, guard: &mut CreationGuard) -> Result<()> {
+        let from = PathBuf::from(SHM_DIR).join(temporary);
+        let to = PathBuf::from(SHM_DIR).join(wanted);
+        let _deferred = signals::defer();
+        os::rename_noreplace(&from, &to)
+            .map_err(|e| open_error(&Location::Shm(wanted.to_owned()), "create", e))?;
+        guard.location = Location::Shm(wanted.to_owned());
+        if let Some(index) = guard.cleanup_slot.take() {
+            cleanup::unregister(index);
+        }
+        guard.cleanup_slot = cleanup::register(wanted);
+        Ok(())
     }
 
     /// Attaches to the shared-memory segment `name` and validates its header.
@@ -406,7 +641,7 @@ impl Segment {
             Location::Shm(bare) => os::shm_open_existing(&name::to_c(&name::validate(bare)?)),
             Location::File(path) => os::file_open(path),
         }
-        .map_err(|e| open_error(location, "open", e))?;
+        .map_err(|e| open_existing_error(location, e))?;
         let stat = stat_object(&file, location)?;
         let registration = if checked {
             Some(register(stat.identity, location)?)
@@ -415,7 +650,14 @@ impl Segment {
         };
         // Validated on a copy read with `pread`, before anything is mapped.
         let layout = header::read_layout(&file, stat.size, &name)?;
+        take_liveness_lock(&file, lock_offset(&layout), location)?;
+        // A collector that held the write lock while we waited for ours
+        // has removed the name: the segment is an orphan.
+        if Place::of(location)?.names(stat.identity) == Some(false) {
+            return Err(Error::NotFound { name });
+        }
         let mapping = Mapping::map(&file, layout.total_len).map_err(|e| open_error(location, "mmap", e))?;
+        // The mapping holds the liveness lock from here on (see `create_with`).
         drop(file);
         let segment = Segment {
             mapping,
@@ -496,14 +738,20 @@ impl Segment {
         }
     }
 
-    /// Removes the segment's name now. Mappings, this one included, stay
+    /// Removes the segment's name now, if it still names this segment's
+    /// object (see [`unlink_if`]). Mappings, this one included, stay
     /// valid; new attaches fail with [`Error::NotFound`].
     ///
     /// # Errors
-    /// [`Error::NotFound`] if the name is already gone, [`Error::Io`] otherwise.
+    /// [`Error::NotFound`] if the name is already gone (or names another
+    /// object now), [`Error::Io`] otherwise.
     pub fn unlink(&mut self) -> Result<()> {
         self.unlink_on_drop = false;
-        let result = remove_name(&self.location).map_err(|e| open_error(&self.location, "unlink", e));
+        let result = match place::unlink_if(&self.location, self.identity) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::NotFound { name: self.name() }),
+            Err(e) => Err(e),
+        };
         self.forget_cleanup();
         result
     }
@@ -589,50 +837,13 @@ impl Segment {
     }
 }
 
-/// Opens the object at `location` read-only, refusing symbolic links,
-/// without blocking, and anything but a regular file; returns it and its size.
-fn open_for_reading(location: &Location) -> Result<(File, os::ObjectStat)> {
-    let file = os::open_readonly(&location.path()?).map_err(|e| open_error(location, "open", e))?;
-    let stat = stat_object(&file, location)?;
-    Ok((file, stat))
-}
-
-/// Reads and validates the header of the segment at `location` without
-/// mapping it and without write access (`pread` of its last page): what
-/// `shmpar ls` and `shmpar gc` use to look at segments they do not own.
-///
-/// # Errors
-/// As [`Segment::open`], except [`Error::AlreadyOpen`]: peeking records no
-/// handle.
-pub fn peek(location: &Location) -> Result<Layout> {
-    let (file, stat) = open_for_reading(location)?;
-    header::read_layout(&file, stat.size, &location.display_name())
-}
-
-/// The creator recorded in a segment's header, whatever state it is in, if
-/// the object carries a shmpar header (of this layout version or of version
-/// 1): for finding the orphans of creators that died while initializing,
-/// and segments an older shmpar left behind.
-pub fn peek_creator(location: &Location) -> Option<ProcessId> {
-    let (file, stat) = open_for_reading(location).ok()?;
-    header::find_creator(&file, stat.size, &location.display_name())
-}
-
-/// Removes the name at `location` if it still names the object with
-/// `identity` (from [`Segment::identity`]); returns whether it did.
-/// A namesake created after the original was removed is left alone.
-///
-/// # Errors
-/// [`Error::Io`] if the removal itself fails.
-pub fn unlink_if(location: &Location, identity: (u64, u64)) -> Result<bool> {
-    match open_for_reading(location) {
-        Ok((_, stat)) if stat.identity == identity => match remove_name(location) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(open_error(location, "unlink", e)),
-        },
-        _ => Ok(false),
-    }
+/// Whether this process holds a checked handle of the object `identity`
+/// (device, inode; see [`Segment::identity`]) now: one made by
+/// [`Segment::create`] or a `Segment::open*` other than
+/// [`Segment::open_unchecked`], not yet dropped. For the runtime's workers,
+/// to tell which cached unchecked handles their process also holds.
+pub fn is_open(identity: (u64, u64)) -> bool {
+    registry::is_registered(identity)
 }
 
 impl Drop for Segment {
@@ -643,7 +854,7 @@ impl Drop for Segment {
         // namesake, leave theirs be. Unlink before leaving the cleanup
         // registry, so a signal arriving in between still finds the name.
         if self.unlink_on_drop && self.owner_pid == os::getpid() {
-            let _ = unlink_if(&self.location, self.identity);
+            let _ = place::unlink_if(&self.location, self.identity);
         }
         self.forget_cleanup();
     }

@@ -46,6 +46,11 @@ pub(crate) fn register(identity: (u64, u64)) -> Option<Registration> {
     Some(Registration { identity })
 }
 
+/// Whether a handle of the object `identity` is recorded now.
+pub(crate) fn is_registered(identity: (u64, u64)) -> bool {
+    live().contains(&identity)
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut live = live();
@@ -64,9 +69,11 @@ mod tests {
         // Identities no real object has (device u64::MAX), so tests that
         // open real segments concurrently do not interfere.
         let a = register((u64::MAX, 1)).expect("first");
+        assert!(is_registered((u64::MAX, 1)));
         assert!(register((u64::MAX, 1)).is_none());
         let b = register((u64::MAX, 2)).expect("another object");
         drop(a);
+        assert!(!is_registered((u64::MAX, 1)));
         let again = register((u64::MAX, 1)).expect("after the first dropped");
         drop((b, again));
         assert!(register((u64::MAX, 2)).is_some());
