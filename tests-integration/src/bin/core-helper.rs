@@ -13,7 +13,17 @@
 //!   the second attach's outcome (`ok` or the error's variant name);
 //! - `create NAME ELEMENTS`: create an f64 array, print `created` or the error;
 //! - `create-file PATH ELEMENTS`: the same, backed by a file;
-//! - `create-hold NAME`: create a small array, print `ready`, wait for stdin to close.
+//! - `create-hold NAME`: create a small array, print `ready`, wait for stdin to close;
+//! - `create-collect NAME`: create a small array, run `gc::collect`, print
+//!   `kept` or `deleted` (what a pool start does to its own process's arrays);
+//! - `collect`: run `gc::collect`, print `removed` and the names it removed;
+//! - `create-loop PREFIX ELEMENTS`: print `looping`, then create and drop
+//!   f64 arrays `PREFIX0`, `PREFIX1`, ... (alternately zero-filled and
+//!   copied in) until killed;
+//! - `fork-drop NAME`: create an array, fork; the child calls
+//!   `cleanup_now` (as a program's own signal handler would), drops its
+//!   copy and dies of SIGTERM; the parent prints `kept` or `removed`, then
+//!   drops it.
 
 #![cfg_attr(loom, allow(unused))]
 
@@ -98,8 +108,67 @@ fn run(args: &[String]) -> Result<String, Error> {
             std::io::stdin().lock().read_line(&mut line).ok();
             Ok("released".into())
         }
+        ["create-collect", name] => {
+            let _a = SharedArray::<f64, _>::create_with(&SegmentOptions::new().name(name), 16)?;
+            shmpar_core::gc::collect(false);
+            let path = std::path::Path::new("/dev/shm").join(name);
+            Ok(if path.exists() { "kept" } else { "deleted" }.into())
+        }
+        ["collect"] => {
+            let removed: Vec<String> = shmpar_core::gc::collect(false)
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
+            Ok(format!("removed {}", removed.join(" ")))
+        }
+        ["create-loop", prefix, elements] => create_loop(prefix, elements.parse().expect("a count")),
+        ["fork-drop", name] => fork_drop(name),
         _ => panic!("unknown command {args:?}"),
     }
+}
+
+#[cfg(not(loom))]
+fn create_loop(prefix: &str, elements: usize) -> Result<String, Error> {
+    let source = ndarray::Array1::<f64>::from_elem(elements, 1.5);
+    println!("looping");
+    std::io::stdout().flush().ok();
+    for i in 0.. {
+        let options = SegmentOptions::new().name(&format!("{prefix}{i}"));
+        let array = if i % 2 == 0 {
+            SharedArray::<f64, _>::create_with(&options, elements)?
+        } else {
+            SharedArray::from_array_with(&options, &source)?
+        };
+        drop(array);
+    }
+    unreachable!("the loop ends by a signal")
+}
+
+#[cfg(not(loom))]
+fn fork_drop(name: &str) -> Result<String, Error> {
+    let array = SharedArray::<f64, _>::create_with(&SegmentOptions::new().name(name), 16)?;
+    // SAFETY: this helper is single-threaded, so the child may run any code.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // The child's copy of the registry (as a program's own signal
+        // handler would use it while the child still holds its copy of the
+        // handle), of the handle, and of the signal handler: none of them
+        // may touch the parent's segment.
+        shmpar_core::cleanup_now();
+        drop(array);
+        // SAFETY: raise and _exit take no memory arguments.
+        unsafe {
+            libc::raise(libc::SIGTERM);
+            libc::_exit(0)
+        }
+    }
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer; `pid` is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let exists = std::path::Path::new("/dev/shm").join(name).exists();
+    let peeked = shmpar_core::segment::peek(&shmpar_core::Location::Shm(name.to_owned())).is_ok();
+    drop(array);
+    Ok(if exists && peeked { "kept" } else { "removed" }.into())
 }
 
 #[cfg(not(loom))]
