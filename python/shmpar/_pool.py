@@ -28,6 +28,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import weakref
 
@@ -211,6 +212,8 @@ class _PoolState:
         self.client = None  # _shmpar._KernelClient
         self.python = [None] * workers  # _Worker per rank
         self.control = None  # _shmpar._Control
+        # One map_chunks job at a time (the kernel client has its own lock).
+        self.jobs = threading.Lock()
 
     # ---- the kernel server ----
 
@@ -247,13 +250,13 @@ class _PoolState:
             self.stop_server()
             raise
 
-    def stop_server(self):
+    def stop_server(self, timeout=5.0):
         client, server = self.client, self.server
         self.client = self.server = None
         if client is not None:
             client.close()
         if server is not None:
-            killed = _stop(server, 5.0)
+            killed = _stop(server, timeout)
             if killed or server.returncode != 0:
                 # It could not remove its pool's control segment itself.
                 _shmpar._remove_orphans_of(server.pid)
@@ -262,7 +265,8 @@ class _PoolState:
         """After a kernel call raised: a server that died, or whose reply we
         stopped waiting for (Ctrl-C), is stopped and replaced next time."""
         if self.client is not None and self.client.closed:
-            self.stop_server()
+            # Its job, if any, is abandoned: no need to let it finish.
+            self.stop_server(timeout=0)
 
     # ---- the Python workers ----
 
@@ -306,6 +310,10 @@ class _PoolState:
                 )
 
     def map_chunks(self, func, array):
+        with self.jobs:
+            return self.map_chunks_locked(func, array)
+
+    def map_chunks_locked(self, func, array):
         self.check()
         if not isinstance(array, _shmpar.SharedArray):
             raise TypeError(f"map_chunks needs a shmpar.SharedArray, not {type(array).__name__}")

@@ -281,7 +281,10 @@ fn serve(input: &mut File, output: &mut File, workers: usize) -> io::Result<()> 
     };
     write_message(output, &Reply::Ready)?;
     while let Some(request) = read_message::<Request>(input)? {
-        write_message(output, &answer(&pool, request))?;
+        if write_message(output, &answer(&pool, request)).is_err() {
+            // The client stopped waiting (Ctrl-C) and closed its end.
+            break;
+        }
     }
     // End of file: the client is gone. Dropping the pool stops and reaps
     // its workers and removes its control segment.

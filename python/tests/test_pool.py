@@ -310,3 +310,43 @@ def test_an_unclosed_pool_is_stopped_when_collected():
         while pids_alive(spawned) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert pids_alive(spawned) == []
+
+
+INTERRUPTED = """
+import os, signal, sys, threading, time
+import shmpar
+
+def sleepy(ctx, chunk):
+    time.sleep(30)
+
+if __name__ == "__main__":
+    with shmpar.Scope() as scope, shmpar.Pool(workers=2) as pool:
+        a = scope.create(2_000_000)
+        for job in ("map_chunks", "run"):
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+            start = time.monotonic()
+            try:
+                if job == "map_chunks":
+                    pool.map_chunks(sleepy, a)
+                else:
+                    while True:
+                        pool.run("offset:1", a)
+            except KeyboardInterrupt:
+                print(job, "interrupted after", round(time.monotonic() - start, 1), flush=True)
+        pool.run("fill:2", a)
+        print("sum", pool.reduce("sum", a), flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_job_and_the_pool_recovers(tmp_path):
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("map_chunks interrupted after") and float(lines[0].split()[-1]) < 5
+    assert lines[1].startswith("run interrupted after") and float(lines[1].split()[-1]) < 5
+    assert lines[2] == "sum 4000000.0"
