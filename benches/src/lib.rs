@@ -7,6 +7,7 @@
 
 pub mod bandwidth;
 pub mod barriers;
+pub mod load;
 pub mod os;
 pub mod stats;
 

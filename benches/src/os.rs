@@ -8,6 +8,9 @@
 //!   (`/proc/PID/smaps_rollup`), the pool's worker processes
 //!   (`/proc/self/task/TID/children`), the machine (`/proc/cpuinfo`,
 //!   `/proc/meminfo`, the kernel release);
+//! - how busy the machine was while it measured: the load average
+//!   (`/proc/loadavg`), the CPU time all programs used (`/proc/stat`) and
+//!   the CPU time of this process and its reaped children (`getrusage`);
 //! - what the barrier groups need to compare barriers across processes:
 //!   an anonymous shared page, a process-shared `pthread_barrier_t` in it,
 //!   and forked participants.
@@ -63,6 +66,66 @@ pub fn kernel_release() -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
+}
+
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`): runnable and
+/// uninterruptible tasks, this process and its children included.
+pub fn loadavg() -> Option<[f64; 3]> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
+/// Seconds of CPU time every program on the machine has used since boot,
+/// summed over all CPUs (`/proc/stat`'s `cpu` line: user, nice, system,
+/// irq, softirq and steal; not idle or iowait; guest time is already in
+/// user).
+pub fn machine_cpu_s() -> Option<f64> {
+    parse_machine_cpu_s(&std::fs::read_to_string("/proc/stat").ok()?, clock_ticks()?)
+}
+
+fn parse_machine_cpu_s(text: &str, ticks_per_s: f64) -> Option<f64> {
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("cpu"))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    Some(busy as f64 / ticks_per_s)
+}
+
+/// The unit of `/proc/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf has no memory arguments.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (t > 0).then_some(t as f64)
+}
+
+/// Seconds of CPU time (user + system) of this process and of every
+/// descendant it has reaped (whose own reaped descendants count in turn:
+/// pool workers, forked barrier participants, Python's processes).
+pub fn own_cpu_s() -> f64 {
+    let of = |who| {
+        // SAFETY: all zeros is a valid rusage (integers and timevals).
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `usage` is a writable rusage; `who` is a valid selector.
+        if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+            return 0.0;
+        }
+        let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        s(usage.ru_utime) + s(usage.ru_stime)
+    };
+    of(libc::RUSAGE_SELF) + of(libc::RUSAGE_CHILDREN)
 }
 
 /// The value of a `Name:   123 kB` line of `/proc` text, in bytes.
@@ -247,6 +310,25 @@ mod tests {
         assert_eq!(kib_field(text, "Pss"), Some(1 << 20));
         assert_eq!(kib_field(text, "Pss_Anon"), Some(1024));
         assert_eq!(kib_field(text, "Shared"), None);
+    }
+
+    #[test]
+    fn load_and_cpu_time_are_read() {
+        assert_eq!(
+            parse_loadavg("0.50 1.25 2.00 3/110 17313\n"),
+            Some([0.5, 1.25, 2.0])
+        );
+        assert_eq!(parse_loadavg("0.50 x"), None);
+        let stat = "cpu  100 2 30 900 7 1 1 4 50 0\ncpu0 50 1 15 450 3 0 0 2 25 0\n";
+        assert_eq!(parse_machine_cpu_s(stat, 100.0), Some(1.38));
+        assert!(loadavg().is_some());
+        assert!(machine_cpu_s().is_some_and(|s| s > 0.0));
+        let before = own_cpu_s();
+        let mut x = 0u64;
+        for i in 0..10_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        assert!(own_cpu_s() >= before);
     }
 
     #[test]
