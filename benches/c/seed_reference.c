@@ -4,7 +4,9 @@
  * (-fno-math-errno lets the compiler use vsqrtpd, -ffast-math lets it
  * vectorize the sum), so it shows what the vector units of this machine do
  * with a compiler free to use all of them. Usage: seed_reference N REPEAT.
- * Prints: sqrt_ms=MEDIAN sum_ms=MEDIAN threads=T */
+ * Prints: threads=T sqrt_ms=A,B,... sum_ms=A,B,... (every timed repeat, in
+ * milliseconds, in the order they ran: the harness takes medians and
+ * spreads). */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,9 +19,9 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+static void print_list(const char *name, const double *xs, int n) {
+    printf(" %s=", name);
+    for (int i = 0; i < n; i++) printf(i ? ",%.4f" : "%.4f", xs[i] * 1e3);
 }
 
 int main(int argc, char **argv) {
@@ -46,9 +48,9 @@ int main(int argc, char **argv) {
             tm[r - 1] = t2 - t1;
         }
     }
-    qsort(ts, repeat, sizeof(double), cmp);
-    qsort(tm, repeat, sizeof(double), cmp);
-    printf("sqrt_ms=%.4f sum_ms=%.4f threads=%d\n", ts[repeat / 2] * 1e3, tm[repeat / 2] * 1e3,
-           omp_get_max_threads());
+    printf("threads=%d", omp_get_max_threads());
+    print_list("sqrt_ms", ts, repeat);
+    print_list("sum_ms", tm, repeat);
+    printf("\n");
     return sink == 12345.0;
 }

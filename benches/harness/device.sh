@@ -4,7 +4,10 @@
 # benchmarks.md and img/*.svg into OUT. Python parts are skipped unless a
 # .venv with NumPy exists there.
 #
-# Here:   cargo build --release -p shmpar-benches --bin harness
+# Here:   cargo build --release -p shmpar-benches --bin harness -p shmpar-cli
+#         (carry target/release/harness and target/release/shmpar: the harness
+#         runs `shmpar compare` beside its own headline when the tool sits
+#         next to it)
 # There:  benches/harness/device.sh "$OUT" [extra harness flags]
 # Back here: target/release/harness --merge-device OUT/results.json --device-label "16-core device"
 set -euo pipefail

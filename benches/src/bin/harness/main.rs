@@ -15,22 +15,24 @@
 //! cold run is really cold.
 
 mod charts;
+mod external;
 mod measure;
 mod report;
 mod results;
+mod targets;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use serde::de::DeserializeOwned;
 
-use results::{BarrierRow, CReference, Config, DispatchRow, Machine, Python, Results};
+use results::{BarrierRow, Config, DispatchRow, Machine, Results};
+use shmpar_benches::load::Recorder;
 use shmpar_benches::os;
-use shmpar_benches::stats::Summary;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,7 +47,7 @@ struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     /// Elements of the headline array.
     #[arg(long, default_value_t = 100_000_000)]
     len: usize,
@@ -69,11 +71,11 @@ struct RunArgs {
     quick: bool,
     /// Skip the Python measurements.
     #[arg(long)]
-    no_python: bool,
+    pub(crate) no_python: bool,
     /// The Python interpreter (default: `scripts/setup-python.sh`'s, or
     /// `.venv/bin/python` if it exists; Python parts are skipped if it has no NumPy).
     #[arg(long)]
-    python: Option<PathBuf>,
+    pub(crate) python: Option<PathBuf>,
     /// Where to write benchmarks.md, img/*.svg and results.json.
     #[arg(long, default_value = "docs")]
     out: PathBuf,
@@ -90,6 +92,18 @@ struct RunArgs {
     /// Skip the segment sizes above this many MiB (default 4096).
     #[arg(long, default_value_t = 4096)]
     max_segment_mib: u64,
+    /// Before each section, wait up to this many seconds for other programs
+    /// to leave the CPUs it needs (0: do not wait; every section still
+    /// records how busy the machine was).
+    #[arg(long, default_value_t = 0)]
+    quiet_wait: u64,
+    /// The `shmpar` tool whose `compare` runs beside the harness's headline
+    /// (default: the one beside this executable).
+    #[arg(long)]
+    pub(crate) shmpar: Option<PathBuf>,
+    /// Do not run `shmpar compare`.
+    #[arg(long)]
+    pub(crate) no_compare: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -182,7 +196,7 @@ fn run_child<T: DeserializeOwned>(args: &[String]) -> Res<T> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-fn strings(args: &[&dyn std::fmt::Display]) -> Vec<String> {
+pub(crate) fn strings(args: &[&dyn std::fmt::Display]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
@@ -223,6 +237,9 @@ fn orchestrate(mut run: RunArgs) -> Res<()> {
         sizes: sizes.clone(),
         ..Results::default()
     };
+    // Every measurement below is a section: how busy the machine was
+    // around it decides whether its targets are judged.
+    let mut rec = Recorder::new(cpus, Duration::from_secs(run.quiet_wait));
 
     // Kernels: scaling by workers at the headline size, then by size.
     let mut plan: Vec<(usize, usize)> = run.workers.iter().map(|&w| (run.len, w)).collect();
@@ -236,25 +253,58 @@ fn orchestrate(mut run: RunArgs) -> Res<()> {
             "harness: kernels, {len} x {} with {w} workers, {repeat} repeats",
             run.dtype
         );
-        let c: Config = run_child(&strings(&[
-            &"config",
-            &"--len",
-            &len,
-            &"--workers",
-            &w,
-            &"--repeat",
-            &repeat,
-            &"--dtype",
-            &run.dtype,
-        ]))?;
+        let c: Config = rec.section(
+            &format!("kernels/{len}/{w}"),
+            &format!("kernels, {len} × {w} workers"),
+            w,
+            || {
+                run_child(&strings(&[
+                    &"config",
+                    &"--len",
+                    &len,
+                    &"--workers",
+                    &w,
+                    &"--repeat",
+                    &repeat,
+                    &"--dtype",
+                    &run.dtype,
+                ]))
+            },
+        )?;
         res.configs.push(c);
+    }
+
+    // `shmpar compare` on the headline configuration: its processes ÷
+    // threads beside the harness's.
+    match external::shmpar_cli(&run) {
+        Ok(cli) if run.dtype == "f64" => {
+            eprintln!("harness: shmpar compare, {} x {hw} workers", run.len);
+            let label = format!("shmpar compare, {} × {hw} workers", run.len);
+            let repeat = repeats_for(run.len, run.repeat);
+            match rec.section("compare", &label, hw, || {
+                external::shmpar_compare(&cli, run.len, hw, repeat)
+            }) {
+                Ok(c) => res.compare = Some(c),
+                Err(e) => {
+                    eprintln!("harness: shmpar compare failed: {e}");
+                    res.compare_skipped = Some(e.to_string());
+                }
+            }
+        }
+        Ok(_) => res.compare_skipped = Some("the harness ran f32; compare is run for f64".into()),
+        Err(why) => {
+            eprintln!("harness: skipping shmpar compare: {why}");
+            res.compare_skipped = Some(why);
+        }
     }
 
     // The C reference: what the vector units do with -O3 -march=native.
     if let Some(headline) = res.headline() {
         let (len, workers) = (headline.len, headline.workers);
         eprintln!("harness: C reference, {workers} threads");
-        match c_reference(len, workers, run.repeat.clamp(5, 11)) {
+        match rec.section("c-reference", "C reference (OpenMP)", workers, || {
+            external::c_reference(len, workers, run.repeat.clamp(5, 25))
+        }) {
             Ok(c) => res.c_reference = Some(c),
             Err(why) => {
                 eprintln!("harness: skipping the C reference: {why}");
@@ -264,12 +314,18 @@ fn orchestrate(mut run: RunArgs) -> Res<()> {
     }
 
     // Python seed pattern.
-    match python(&run) {
+    match external::python(&run) {
         Ok(py) => {
             for &w in &run.workers {
                 for method in ["fork", "spawn"] {
                     eprintln!("harness: Python seed pattern, {method}, {w} workers");
-                    match python_run(&py, method, w, run.len, run.repeat.clamp(3, 7), &run.dtype) {
+                    let r = rec.section(
+                        &format!("python/{method}/{w}"),
+                        &format!("Python seed pattern, {method}, {w} workers"),
+                        w,
+                        || external::python_run(&py, method, w, run.len, run.repeat.clamp(3, 7), &run.dtype),
+                    );
+                    match r {
                         Ok(p) => res.python.push(p),
                         Err(e) => eprintln!("harness: Python {method} failed: {e}"),
                     }
@@ -282,7 +338,7 @@ fn orchestrate(mut run: RunArgs) -> Res<()> {
         }
     }
 
-    // Barriers: one per core, then oversubscribed.
+    // Barriers: one per core, then oversubscribed; libgomp's beside them.
     let mut parties = vec![2, cpus, 2 * cpus, (4 * cpus).min(64)];
     if run.quick {
         parties = vec![2, 2 * cpus];
@@ -290,45 +346,93 @@ fn orchestrate(mut run: RunArgs) -> Res<()> {
     parties.sort_unstable();
     parties.dedup();
     let rounds = if run.quick { 3 } else { 11 };
+    let omp = external::build_omp_barrier();
+    match &omp {
+        Ok(b) => res.openmp_build = Some(b.build.clone()),
+        Err(why) => {
+            eprintln!("harness: skipping libgomp's barrier: {why}");
+            res.openmp_skipped = Some(why.clone());
+        }
+    }
+    let py = res
+        .python_skipped
+        .is_none()
+        .then(|| external::python(&run).ok())
+        .flatten();
     for &p in &parties {
         let iters: u64 = if p <= cpus { 5000 } else { 500 };
         let iters = if run.quick { iters / 5 } else { iters };
         for kind in ["shmpar", "futex", "pthread", "threads"] {
             eprintln!("harness: barrier {kind}, {p} parties");
-            let r: BarrierRow = run_child(&strings(&[
-                &"barrier",
-                &"--kind",
-                &kind,
-                &"--parties",
-                &p,
-                &"--rounds",
-                &rounds,
-                &"--iters",
-                &iters,
-            ]))?;
+            let r: BarrierRow = rec.section(
+                &format!("barrier/{kind}/{p}"),
+                &format!("barrier {kind}, {p} parties"),
+                p,
+                || {
+                    run_child(&strings(&[
+                        &"barrier",
+                        &"--kind",
+                        &kind,
+                        &"--parties",
+                        &p,
+                        &"--rounds",
+                        &rounds,
+                        &"--iters",
+                        &iters,
+                    ]))
+                },
+            )?;
             res.barriers.push(r);
         }
-        if let Some(py) = res.python_skipped.is_none().then(|| python(&run).ok()).flatten() {
-            match python_barrier(
-                &py,
+        if let Ok(binary) = &omp {
+            eprintln!("harness: barrier openmp, {p} threads");
+            let r = rec.section(
+                &format!("barrier/openmp/{p}"),
+                &format!("barrier openmp, {p} threads"),
                 p,
-                if run.quick { 2 } else { 5 },
-                if p <= cpus { 500 } else { 100 },
-            ) {
+                || external::omp_barrier(binary, p, rounds, iters),
+            );
+            match r {
+                Ok(r) => res.barriers.push(r),
+                Err(why) => {
+                    eprintln!("harness: libgomp's barrier failed: {why}");
+                    res.openmp_skipped = Some(why);
+                }
+            }
+        }
+        if let Some(py) = &py {
+            let r = rec.section(
+                &format!("barrier/python/{p}"),
+                &format!("barrier python, {p} parties"),
+                p,
+                || {
+                    external::python_barrier(
+                        py,
+                        p,
+                        if run.quick { 2 } else { 5 },
+                        if p <= cpus { 500 } else { 100 },
+                    )
+                },
+            );
+            match r {
                 Ok(r) => res.barriers.push(r),
                 Err(e) => eprintln!("harness: Python barrier failed: {e}"),
             }
         }
     }
+    drop(omp);
 
     eprintln!("harness: dispatch");
-    let d: Vec<DispatchRow> = run_child(&strings(&[
-        &"dispatch",
-        &"--workers",
-        &hw,
-        &"--jobs",
-        &if run.quick { 400 } else { 4000 },
-    ]))?;
+    // The coordinator works too (it posts and spins for the answer).
+    let d: Vec<DispatchRow> = rec.section("dispatch", "dispatch", hw + 1, || {
+        run_child(&strings(&[
+            &"dispatch",
+            &"--workers",
+            &hw,
+            &"--jobs",
+            &if run.quick { 400 } else { 4000 },
+        ]))
+    })?;
     res.dispatch = d;
 
     eprintln!("harness: segments");
@@ -337,8 +441,11 @@ fn orchestrate(mut run: RunArgs) -> Res<()> {
         seg_sizes = vec![1 << 20, 64 << 20];
     }
     seg_sizes.retain(|&b| b <= run.max_segment_mib << 20);
-    res.segments = measure::segments(&seg_sizes, if run.quick { 20 } else { 100 })?;
+    res.segments = rec.section("segments", "segment create / attach", 1, || {
+        measure::segments(&seg_sizes, if run.quick { 20 } else { 100 })
+    })?;
 
+    res.sections = rec.sections;
     res.wall_s = start.elapsed().as_secs_f64();
     std::fs::create_dir_all(&run.out)?;
     let json_path = run.out.join("results.json");
@@ -435,191 +542,4 @@ fn machine(label: &str) -> Machine {
         shm_free_gib: gib(shmpar_core::os::free_bytes(Path::new("/dev/shm")).unwrap_or(0)),
         avx2: std::is_x86_feature_detected!("avx2"),
     }
-}
-
-/// Builds `benches/c/seed_reference.c` with the machine's C compiler and
-/// runs it with `threads` OpenMP threads over `len` f64.
-fn c_reference(len: usize, threads: usize, repeat: usize) -> Result<CReference, String> {
-    let source = workspace_root().join("benches/c/seed_reference.c");
-    if !source.exists() {
-        return Err(format!("{} is missing", source.display()));
-    }
-    let binary = std::env::temp_dir().join(format!("shmpar-seed-reference-{}", std::process::id()));
-    let flags = [
-        "-O3",
-        "-march=native",
-        "-fno-math-errno",
-        "-ffast-math",
-        "-fopenmp",
-    ];
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc)
-        .args(flags)
-        .arg(&source)
-        .arg("-o")
-        .arg(&binary)
-        .arg("-lm")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{cc}: {e}"))?;
-    if !built.status.success() {
-        return Err(format!(
-            "{cc} failed: {}",
-            String::from_utf8_lossy(&built.stderr).trim()
-        ));
-    }
-    let out = Command::new(&binary)
-        .args([len.to_string(), repeat.to_string()])
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .stdin(Stdio::null())
-        .output();
-    let _ = std::fs::remove_file(&binary);
-    let out = out.map_err(|e| format!("running the C reference: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |key: &str| -> Option<f64> {
-        text.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
-    };
-    match (
-        out.status.success(),
-        field("sqrt_ms"),
-        field("sum_ms"),
-        field("threads"),
-    ) {
-        (true, Some(sqrt_ms), Some(sum_ms), Some(t)) => Ok(CReference {
-            build: format!("{cc} {}", flags.join(" ")),
-            threads: t as usize,
-            len,
-            sqrt_ms,
-            sum_ms,
-        }),
-        _ => Err(format!("the C reference printed {:?}", text.trim())),
-    }
-}
-
-/// The Python interpreter with NumPy, or why there is none.
-fn python(run: &RunArgs) -> Result<PathBuf, String> {
-    if run.no_python {
-        return Err("--no-python".into());
-    }
-    let root = workspace_root();
-    let candidate = match &run.python {
-        Some(p) => p.clone(),
-        None => {
-            let venv = root.join(".venv/bin/python");
-            let script = root.join("scripts/setup-python.sh");
-            if venv.exists() {
-                venv
-            } else if script.exists() {
-                let out = Command::new(&script)
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .map_err(|e| format!("scripts/setup-python.sh: {e}"))?;
-                if !out.status.success() {
-                    return Err("scripts/setup-python.sh failed (no network?)".into());
-                }
-                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-            } else {
-                return Err("no .venv and no scripts/setup-python.sh".into());
-            }
-        }
-    };
-    let ok = Command::new(&candidate)
-        .args(["-c", "import numpy"])
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if ok {
-        Ok(candidate)
-    } else {
-        Err(format!("{} cannot import numpy", candidate.display()))
-    }
-}
-
-/// The workspace root: where `benches/python` is, looked for from the
-/// current directory upwards (falls back to the current directory).
-fn workspace_root() -> PathBuf {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    cwd.ancestors()
-        .find(|d| d.join("benches/python/seed_pattern.py").exists())
-        .map(Path::to_path_buf)
-        .unwrap_or(cwd)
-}
-
-fn python_json(py: &Path, script: &str, args: &[String]) -> Res<serde_json::Value> {
-    let path = workspace_root().join("benches/python").join(script);
-    let out = Command::new(py)
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("{} failed: {}", path.display(), out.status).into());
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn floats(v: &serde_json::Value, key: &str) -> Vec<f64> {
-    v[key]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-        .unwrap_or_default()
-}
-
-fn python_run(
-    py: &Path,
-    method: &str,
-    workers: usize,
-    len: usize,
-    repeat: usize,
-    dtype: &str,
-) -> Res<Python> {
-    let np_dtype = if dtype == "f32" { "float32" } else { "float64" };
-    let v = python_json(
-        py,
-        "seed_pattern.py",
-        &strings(&[
-            &"--len",
-            &len,
-            &"--workers",
-            &workers,
-            &"--method",
-            &method,
-            &"--repeat",
-            &repeat,
-            &"--dtype",
-            &np_dtype,
-        ]),
-    )?;
-    let total = floats(&v, "total_ms");
-    let warm = |k: &str| Summary::of(floats(&v, k).get(1..).unwrap_or(&[]));
-    Ok(Python {
-        method: method.to_owned(),
-        workers,
-        len,
-        python: v["python"].as_str().unwrap_or("").to_owned(),
-        numpy: v["numpy"].as_str().unwrap_or("").to_owned(),
-        cold_total_ms: total.first().copied().unwrap_or(f64::NAN),
-        warm_total_ms: warm("total_ms"),
-        warm_processes_ms: warm("processes_ms"),
-        warm_mean_ms: warm("mean_ms"),
-        startup_ms: v["startup_ms"].as_f64().unwrap_or(f64::NAN),
-        mean: v["mean"].as_f64().unwrap_or(f64::NAN),
-    })
-}
-
-fn python_barrier(py: &Path, parties: usize, rounds: usize, iters: usize) -> Res<BarrierRow> {
-    eprintln!("harness: barrier multiprocessing.Barrier, {parties} parties");
-    let v = python_json(
-        py,
-        "barrier.py",
-        &strings(&[&"--parties", &parties, &"--rounds", &rounds, &"--iters", &iters]),
-    )?;
-    Ok(BarrierRow {
-        kind: "python".into(),
-        parties,
-        phase_us: Summary::of(&floats(&v, "phase_us")),
-    })
 }

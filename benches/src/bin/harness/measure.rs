@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ndarray::Ix1;
-use shmpar::{Backend, BackendKind, Pool, SharedArray};
+use shmpar::{Backend, BackendKind, Pool, SharedArray, whole};
 use shmpar_benches::bandwidth::{self, Lane};
 use shmpar_benches::barriers::{ProcessBarrier, ProcessGroup, ThreadGroup, median_phase_us};
 use shmpar_benches::os;
@@ -32,7 +32,7 @@ fn faults(pids: &[i32]) -> u64 {
 }
 
 fn sqrt_job<T: Float + shmpar::Element>(b: &Backend, a: &mut SharedArray<T, Ix1>) -> Res<()> {
-    b.for_each_chunk_with(a, (), |_ctx, chunk, _| shmpar_kernels::sqrt_abs(chunk))?;
+    b.run(a, (), |_ctx, chunk, _| shmpar_kernels::sqrt_abs(chunk))?;
     Ok(())
 }
 
@@ -103,9 +103,11 @@ pub fn config<T: Float + shmpar::Element + Lane>(len: usize, workers: usize, rep
     // Warm. Large arrays: the backends take turns, so drifts of a shared
     // machine hit all alike, with a pause before each job so the previous
     // backend's spinning workers (pool workers spin 50 µs, rayon's threads
-    // yield for a while) have gone to sleep. Small arrays: each backend runs
-    // its repeats back to back after a pause (a pause before each job would
-    // measure wake-ups instead of jobs).
+    // yield for a while) have gone to sleep; each round starts with the
+    // next backend, so none always runs first (or always after the same
+    // one). Small arrays: each backend runs its repeats back to back after
+    // a pause (a pause before each job would measure wake-ups instead of
+    // jobs).
     let interleave = len >= 1_000_000;
     let settle = || std::thread::sleep(Duration::from_millis(if interleave { 2 } else { 10 }));
     let mut samples = vec![Vec::new(); 8];
@@ -130,11 +132,17 @@ pub fn config<T: Float + shmpar::Element + Lane>(len: usize, workers: usize, rep
         op(a)?;
         Ok(t.elapsed().as_secs_f64() * 1e3)
     };
+    let backends = ops.len() / 2;
     if interleave {
-        for _ in 0..repeat.max(1) {
-            for (i, op) in ops.iter_mut().enumerate() {
-                settle();
-                samples[i].push(timed(op, &mut a)?);
+        for round in 0..repeat.max(1) {
+            // Backend pairs (sqrt, then mean) rotate: round r starts with
+            // backend r mod 4.
+            for k in 0..backends {
+                let b = (round + k) % backends;
+                for i in [2 * b, 2 * b + 1] {
+                    settle();
+                    samples[i].push(timed(&mut ops[i], &mut a)?);
+                }
             }
         }
     } else {
@@ -158,6 +166,13 @@ pub fn config<T: Float + shmpar::Element + Lane>(len: usize, workers: usize, rep
         t.warm_sqrt_ms = Summary::of(&samples[2 * i]);
         t.warm_mean_ms = Summary::of(&samples[2 * i + 1]);
     }
+    // Paired ratios: sample k of every op comes from the same round (or,
+    // for small arrays, the same position in each backend's run).
+    let paired = |x: &[f64], y: &[f64]| Summary::of(&x.iter().zip(y).map(|(x, y)| x / y).collect::<Vec<_>>());
+    out.sqrt_vs_threads = paired(&samples[0], &samples[2]);
+    out.mean_vs_threads = paired(&samples[1], &samples[3]);
+    out.sqrt_vs_bound = paired(&samples[0], &samples[6]);
+    out.mean_vs_bound = paired(&samples[1], &samples[7]);
     // The same data through every backend: the means must agree bit for bit.
     out.means = [
         mean_job(&procs, &a)?,
@@ -216,7 +231,13 @@ fn pss_during_jobs<T: Float + shmpar::Element>(
     Ok(best)
 }
 
-/// Per-job latency of the dispatch paths, on a 1,000-element array.
+/// The dispatch rows' names: the report's targets look them up by these.
+pub const DISPATCH_ONE: &str = "pool: run(&mut a) (persistent workers)";
+pub const DISPATCH_THREE: &str = "pool: run((&mut a, &b, whole(&c))) (persistent workers)";
+
+/// Per-job latency of the dispatch paths, on 1,000-element arrays: one
+/// array, and three (`&mut a` and `&b` split by rows, `whole(&c)` read
+/// whole by every worker).
 pub fn dispatch(workers: usize, jobs: usize) -> Res<Vec<DispatchRow>> {
     let mut rows = Vec::new();
     let mut push = |name: &str, samples: Vec<f64>| {
@@ -227,6 +248,8 @@ pub fn dispatch(workers: usize, jobs: usize) -> Res<Vec<DispatchRow>> {
     };
     let pool = Pool::builder().workers(workers).build()?;
     let mut a = SharedArray::<f64, Ix1>::create(1000)?;
+    let b = SharedArray::<f64, Ix1>::create(1000)?;
+    let c = SharedArray::<f64, Ix1>::create(1000)?;
     let time_jobs = |n: usize, f: &mut dyn FnMut() -> Res<()>| -> Res<Vec<f64>> {
         for _ in 0..n.div_ceil(10) {
             f()?;
@@ -239,21 +262,28 @@ pub fn dispatch(workers: usize, jobs: usize) -> Res<Vec<DispatchRow>> {
             .collect()
     };
     let s = time_jobs(jobs, &mut || {
-        pool.for_each_chunk_with(&mut a, 1.0, |_ctx, mut c, k| c[0] += *k)?;
+        pool.run(&mut a, 1.0, |_ctx, mut a, k| a[0] += *k)?;
         Ok(())
     })?;
-    push("pool: for_each_chunk_with (persistent workers)", s);
+    push(DISPATCH_ONE, s);
     let s = time_jobs(jobs, &mut || {
-        black_box(pool.map_reduce_with(&a, (), |_ctx, c, _| c[0], |x, y| x + y)?);
+        pool.run((&mut a, &b, whole(&c)), 1.0, |_ctx, (mut a, b, c), k| {
+            a[0] += b[0] * *k + c[999]
+        })?;
         Ok(())
     })?;
-    push("pool: map_reduce_with (persistent workers)", s);
+    push(DISPATCH_THREE, s);
+    let s = time_jobs(jobs, &mut || {
+        black_box(pool.map_reduce_with(&a, (), |_ctx, a, _| a[0], |x, y| x + y)?);
+        Ok(())
+    })?;
+    push("pool: map_reduce_with(&a) (persistent workers)", s);
     let k = black_box(1.0);
     let s = time_jobs((jobs / 40).max(5), &mut || {
-        pool.run_forked(&mut a, (), move |_, mut c, _| c[0] += k)?;
+        pool.run_forked(&mut a, (), move |_, mut a, _| a[0] += k)?;
         Ok(())
     })?;
-    push("pool: capturing closure (a fork per job)", s);
+    push("pool: run_forked, a capturing closure (a fork per job)", s);
 
     let rayon_pool = rayon::ThreadPoolBuilder::new().num_threads(workers).build()?;
     let s = time_jobs(jobs, &mut || {
@@ -268,16 +298,23 @@ pub fn dispatch(workers: usize, jobs: usize) -> Res<Vec<DispatchRow>> {
     push("rayon: ThreadPool::install", s);
     let threads = Backend::new(BackendKind::Threads, workers)?;
     let s = time_jobs(jobs, &mut || {
-        threads.for_each_chunk_with(&mut a, 1.0, |_ctx, mut c, k| c[0] += *k)?;
+        threads.run(&mut a, 1.0, |_ctx, mut a, k| a[0] += *k)?;
         Ok(())
     })?;
-    push("Backend threads: for_each_chunk_with", s);
+    push("Backend threads: run(&mut a)", s);
+    let s = time_jobs(jobs, &mut || {
+        threads.run((&mut a, &b, whole(&c)), 1.0, |_ctx, (mut a, b, c), k| {
+            a[0] += b[0] * *k + c[999]
+        })?;
+        Ok(())
+    })?;
+    push("Backend threads: run((&mut a, &b, whole(&c)))", s);
     let serial = Backend::new(BackendKind::Serial, workers)?;
     let s = time_jobs(jobs, &mut || {
-        serial.for_each_chunk_with(&mut a, 1.0, |_ctx, mut c, k| c[0] += *k)?;
+        serial.run(&mut a, 1.0, |_ctx, mut a, k| a[0] += *k)?;
         Ok(())
     })?;
-    push("Backend serial: for_each_chunk_with", s);
+    push("Backend serial: run(&mut a)", s);
     Ok(rows)
 }
 

@@ -4,11 +4,15 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::charts::{self, Series};
+use shmpar_benches::load;
+use shmpar_benches::stats::Summary;
+
 use crate::results::{Config, Results};
+use crate::targets;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-const MIB: f64 = 1024.0 * 1024.0;
+pub const MIB: f64 = 1024.0 * 1024.0;
 
 fn slug(label: &str) -> String {
     let s: String = label
@@ -24,34 +28,30 @@ fn slug(label: &str) -> String {
     s.trim_matches('-').to_owned()
 }
 
-/// `value` against an upper `limit`: "met (0.97×, 3% under)" / "**missed** by 25% (1.25×)".
-fn at_most(value: f64, limit: f64) -> String {
-    if !value.is_finite() || !limit.is_finite() {
-        return "not measured".into();
-    }
-    let r = value / limit;
-    if r <= 1.0 {
-        format!("met ({:.0}% under the limit)", (1.0 - r) * 100.0)
-    } else {
-        format!("**missed** by {:.1}% ({r:.3}× the limit)", (r - 1.0) * 100.0)
-    }
-}
-
-/// `value` against a lower `limit` (bigger is better).
-fn at_least(value: f64, limit: f64) -> String {
-    if !value.is_finite() || !limit.is_finite() {
-        return "not measured".into();
-    }
-    let r = value / limit;
-    if r >= 1.0 {
-        format!("met ({r:.1}× the required factor)")
-    } else {
-        format!("**missed**: {:.0}% short", (1.0 - r) * 100.0)
-    }
-}
-
 fn gbps(bytes: f64, ms: f64) -> f64 {
     bytes / (ms * 1e-3) / 1e9
+}
+
+/// A ratio with the interquartile range of its per-round values, or the
+/// ratio of medians alone for results that did not record them.
+fn ratio_cell(pairs: &Summary, of_medians: f64) -> String {
+    if pairs.n > 0 {
+        pairs.show(2)
+    } else {
+        format!("{of_medians:.2}")
+    }
+}
+
+/// `3%, 2% / 4%, 1%`: the relative interquartile ranges of two pairs.
+fn spread_cell(s: &[&Summary; 4]) -> String {
+    let pct = |x: &Summary| {
+        if x.has_spread() {
+            format!("{:.0}%", x.rel_iqr() * 100.0)
+        } else {
+            "–".into()
+        }
+    };
+    format!("{}, {} / {}, {}", pct(s[0]), pct(s[1]), pct(s[2]), pct(s[3]))
 }
 
 /// Bytes a configuration moves: sqrt reads and writes, the mean reads.
@@ -60,7 +60,7 @@ fn traffic(c: &Config) -> (f64, f64) {
     (2.0 * b, b)
 }
 
-fn fmt_len(n: usize) -> String {
+pub fn fmt_len(n: usize) -> String {
     let e = (n as f64).log10();
     if n >= 1000 && (e - e.round()).abs() < 1e-9 {
         format!("10^{}", e.round())
@@ -69,7 +69,7 @@ fn fmt_len(n: usize) -> String {
     }
 }
 
-fn fmt_bytes(b: u64) -> String {
+pub fn fmt_bytes(b: u64) -> String {
     if b >= 1 << 30 {
         format!("{} GiB", b >> 30)
     } else {
@@ -99,7 +99,7 @@ pub fn write(out: &Path, res: &Results, devices: &[Results]) -> Res<()> {
          Raw numbers: [`results.json`](results.json).\n",
         res.wall_s, res.machine.label
     )?;
-    md.push_str(&targets(res));
+    md.push_str(&targets::table(res));
     md.push_str(&machine_section(out, res, "local")?);
     for d in devices {
         writeln!(
@@ -107,7 +107,7 @@ pub fn write(out: &Path, res: &Results, devices: &[Results]) -> Res<()> {
             "\n---\n\n# On {}\n\nMerged from `results-device-*.json`, measured there with\n\n```sh\n{}\n```\n",
             d.machine.label, d.command
         )?;
-        md.push_str(&targets(d).replace("## Targets", "## Targets there"));
+        md.push_str(&targets::table(d).replace("## Targets", "## Targets there"));
         md.push_str(&machine_section(out, d, &slug(&d.machine.label))?);
     }
     if devices.is_empty() {
@@ -117,185 +117,6 @@ pub fn write(out: &Path, res: &Results, devices: &[Results]) -> Res<()> {
     md.push_str(METHOD);
     std::fs::write(out.join("benchmarks.md"), md)?;
     Ok(())
-}
-
-fn targets(r: &Results) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "\n## Targets\n");
-    let cpus = r.machine.cpus;
-    let _ = writeln!(
-        md,
-        "Headline: sqrt(abs(x)) in place, then the mean, over {} {} ({:.0} MB) with {} workers, on {} ({} CPUs).\n",
-        fmt_len(r.headline_len),
-        r.dtype,
-        r.headline().map_or(0.0, |c| (c.len * c.elem_bytes) as f64 / 1e6),
-        r.headline_workers,
-        r.machine.cpu,
-        cpus
-    );
-    let _ = writeln!(md, "| Target | Measured | Verdict |\n|---|---|---|");
-    let mut row = |t: &str, m: String, v: String| {
-        let _ = writeln!(md, "| {t} | {m} | {v} |");
-    };
-    if let Some(h) = r.headline() {
-        let (p, t, b) = (&h.processes, &h.threads, &h.bound);
-        let x = p.warm_sqrt_ms.median / t.warm_sqrt_ms.median;
-        row(
-            "warm sqrt: processes ≤ 1.03 × threads",
-            format!(
-                "{x:.3}× ({:.1} vs {:.1} ms)",
-                p.warm_sqrt_ms.median, t.warm_sqrt_ms.median
-            ),
-            at_most(x, 1.03),
-        );
-        let x = p.warm_mean_ms.median / t.warm_mean_ms.median;
-        row(
-            "warm mean: processes ≤ 1.03 × threads",
-            format!(
-                "{x:.3}× ({:.1} vs {:.1} ms)",
-                p.warm_mean_ms.median, t.warm_mean_ms.median
-            ),
-            at_most(x, 1.03),
-        );
-        // The sqrt is bound by whichever is slower on this machine: memory
-        // (the in-place pass) or the vector square-root unit (the C
-        // reference, which the compiler vectorizes for this very CPU).
-        let (bound_ms, bound_what) = match &r.c_reference {
-            Some(c) if c.sqrt_ms > b.warm_sqrt_ms.median => {
-                (c.sqrt_ms, "the C reference: the vector sqrt unit")
-            }
-            _ => (b.warm_sqrt_ms.median, "the in-place memory pass"),
-        };
-        let x = p.warm_sqrt_ms.median / bound_ms;
-        row(
-            "warm sqrt: processes ≤ 1.10 × the machine's bound (slower of the in-place pass and the vector sqrt unit)",
-            format!(
-                "{x:.2}× ({:.1} ms vs {bound_ms:.1} ms, {bound_what}; in-place pass {:.1} ms{})",
-                p.warm_sqrt_ms.median,
-                b.warm_sqrt_ms.median,
-                match &r.c_reference {
-                    Some(c) => format!(", C reference {:.1} ms", c.sqrt_ms),
-                    None => String::new(),
-                }
-            ),
-            at_most(x, 1.10),
-        );
-        let x = p.warm_mean_ms.median / b.warm_mean_ms.median;
-        row(
-            "warm mean: processes ≤ 1.10 × bandwidth bound (read pass)",
-            format!(
-                "{x:.2}× ({:.1} vs {:.1} ms)",
-                p.warm_mean_ms.median, b.warm_mean_ms.median
-            ),
-            at_most(x, 1.10),
-        );
-        let x = p.cold_ms() / t.cold_ms();
-        row(
-            "cold (pool start + first sqrt + first mean): processes ≤ 1.20 × threads",
-            format!("{x:.2}× ({:.1} vs {:.1} ms)", p.cold_ms(), t.cold_ms()),
-            at_most(x, 1.20),
-        );
-        for (method, need) in [("fork", 2.5), ("spawn", 5.0)] {
-            match r.python(method, r.headline_workers) {
-                Some(py) => {
-                    let x = py.cold_total_ms / p.cold_ms();
-                    row(
-                        &format!("cold: Python {method} ≥ {need}× slower than shmpar"),
-                        format!("{x:.2}× ({:.1} vs {:.1} ms)", py.cold_total_ms, p.cold_ms()),
-                        at_least(x, need),
-                    );
-                }
-                None => row(
-                    &format!("cold: Python {method} ≥ {need}× slower than shmpar"),
-                    "not measured".into(),
-                    r.python_skipped.clone().unwrap_or_else(|| "not measured".into()),
-                ),
-            }
-        }
-    }
-    let one_per_core = r.barrier("shmpar", cpus);
-    if let Some(b) = one_per_core {
-        row(
-            &format!("barrier, {cpus} processes ({cpus} CPUs): median < 2 µs"),
-            format!("{:.2} µs", b.phase_us.median),
-            at_most(b.phase_us.median, 2.0),
-        );
-        match r.barrier("python", cpus) {
-            Some(py) => {
-                let x = py.phase_us.median / b.phase_us.median;
-                row(
-                    "barrier: ≥ 50× faster than multiprocessing.Barrier",
-                    format!(
-                        "{x:.0}× ({:.1} vs {:.2} µs)",
-                        py.phase_us.median, b.phase_us.median
-                    ),
-                    at_least(x, 50.0),
-                );
-            }
-            None => row(
-                "barrier: ≥ 50× faster than multiprocessing.Barrier",
-                "not measured".into(),
-                "Python skipped".into(),
-            ),
-        }
-    }
-    let over = r
-        .barriers
-        .iter()
-        .filter(|b| b.kind == "shmpar" && b.parties > cpus)
-        .map(|b| b.parties)
-        .max();
-    if let Some(n) = over {
-        if let (Some(s), Some(f)) = (r.barrier("shmpar", n), r.barrier("futex", n)) {
-            let x = s.phase_us.median / f.phase_us.median;
-            row(
-                &format!("barrier, {n} processes on {cpus} CPUs: ≤ 2 × pure futex"),
-                format!(
-                    "{x:.2}× ({:.1} vs {:.1} µs)",
-                    s.phase_us.median, f.phase_us.median
-                ),
-                at_most(x, 2.0),
-            );
-        }
-    }
-    let attached: Vec<_> = r.segments.iter().filter(|s| s.skipped.is_none()).collect();
-    if let (Some(small), Some(big)) = (attached.first(), attached.last()) {
-        row(
-            &format!("attach to a {} segment < 100 µs", fmt_bytes(big.bytes)),
-            format!("{:.1} µs", big.attach_us.median),
-            at_most(big.attach_us.median, 100.0),
-        );
-        let x = big.attach_us.median / small.attach_us.median;
-        row(
-            &format!(
-                "attach independent of size ({} vs {}; ≤ 1.5×)",
-                fmt_bytes(big.bytes),
-                fmt_bytes(small.bytes)
-            ),
-            format!("{x:.2}×"),
-            at_most(x, 1.5),
-        );
-    }
-    if let Some(pss) = r.headline().and_then(|h| h.pss.as_ref()) {
-        let limit = 1.05 * pss.array_bytes as f64 + 20.0 * MIB;
-        row(
-            "PSS of coordinator + workers ≤ 1.05 × array + 20 MB",
-            format!(
-                "{:.0} MiB for a {:.0} MiB array",
-                pss.total_bytes as f64 / MIB,
-                pss.array_bytes as f64 / MIB
-            ),
-            at_most(pss.total_bytes as f64, limit),
-        );
-    }
-    if let Some(d) = r.dispatch("pool: for_each_chunk_with (persistent workers)") {
-        row(
-            "dispatch of a 1,000-element job < 20 µs",
-            format!("{:.1} µs", d.us.median),
-            at_most(d.us.median, 20.0),
-        );
-    }
-    md
 }
 
 fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
@@ -324,7 +145,7 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         )?;
         writeln!(
             md,
-            "Warm = median of {} repeats (the backends take turns); cold = pool start + first sqrt + first mean in a fresh process. GB/s count 2 × {} B per element for sqrt (read + write) and {} B for the mean.\n",
+            "Warm = median of {} repeats (the backends take turns), with the interquartile range (25th–75th percentile) in brackets; cold = pool start + first sqrt + first mean in a fresh process, one run each. GB/s count 2 × {} B per element for sqrt (read + write) and {} B for the mean.\n",
             h.repeat, h.elem_bytes, h.elem_bytes
         )?;
         writeln!(
@@ -341,13 +162,13 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         ] {
             writeln!(
                 md,
-                "| {name} | {:.1} ({:.1} + {:.1} + {:.1}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+                "| {name} | {:.1} ({:.1} + {:.1} + {:.1}) | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} |",
                 t.cold_ms(),
                 t.cold_build_ms,
                 t.cold_sqrt_ms,
                 t.cold_mean_ms,
-                t.warm_sqrt_ms.median,
-                t.warm_mean_ms.median,
+                t.warm_sqrt_ms.show(1),
+                t.warm_mean_ms.show(1),
                 gbps(sq, t.warm_sqrt_ms.median),
                 gbps(me, t.warm_mean_ms.median),
                 t.warm_ms() / tw,
@@ -359,10 +180,10 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
                 if let Some(py) = r.python(method, w) {
                     writeln!(
                         md,
-                        "| Python seed pattern, {method} | {:.1} | (processes {:.1}) | {:.1} | | | {:.2} | {:.2} |",
+                        "| Python seed pattern, {method} | {:.1} | (processes {}) | {} | | | {:.2} | {:.2} |",
                         py.cold_total_ms,
-                        py.warm_processes_ms.median,
-                        py.warm_mean_ms.median,
+                        py.warm_processes_ms.show(1),
+                        py.warm_mean_ms.show(1),
                         py.warm_total_ms.median / tw,
                         py.warm_total_ms.median / bw
                     )?;
@@ -372,10 +193,18 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         if let Some(c) = &r.c_reference {
             writeln!(
                 md,
-                "| C reference, {} OpenMP threads | | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+                "| C reference, {} OpenMP threads | | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} |",
                 c.threads,
-                c.sqrt_ms,
-                c.sum_ms,
+                if c.sqrt.n > 0 {
+                    c.sqrt.show(1)
+                } else {
+                    format!("{:.1}", c.sqrt_ms)
+                },
+                if c.sum.n > 0 {
+                    c.sum.show(1)
+                } else {
+                    format!("{:.1}", c.sum_ms)
+                },
                 gbps(sq, c.sqrt_ms),
                 gbps(me, c.sum_ms),
                 (c.sqrt_ms + c.sum_ms) / tw,
@@ -385,9 +214,15 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         match (&r.c_reference, &r.c_reference_skipped) {
             (Some(c), _) => writeln!(
                 md,
-                "\nC reference: `benches/c/seed_reference.c`, the same sqrt(|x|) in place and sum over {} f64, built in this run with `{}` (the compiler may use every vector instruction of this CPU; shmpar is built for generic x86-64 and picks AVX2 at run time). It is the bound of the sqrt on a CPU whose vector square-root unit is slower than memory.",
+                "\nC reference: `benches/c/seed_reference.c`, the same sqrt(|x|) in place and sum over {} f64, built in this run with `{}`{} (the compiler may use every vector instruction of this CPU; shmpar is built for generic x86-64 and picks AVX2 at run time), median of {} repeats after one warm-up. It is the bound of the sqrt on a CPU whose vector square-root unit is slower than memory.",
                 fmt_len(c.len),
-                c.build
+                c.build,
+                if c.compiler.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", c.compiler)
+                },
+                c.sqrt.n
             )?,
             (None, Some(why)) => writeln!(md, "\nC reference not measured: {why}.")?,
             (None, None) => {}
@@ -468,7 +303,7 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         )?;
         writeln!(
             md,
-            "| workers | processes sqrt / mean ms | threads sqrt / mean ms | serial sqrt / mean ms | bound rw / read ms | processes ÷ threads | processes ÷ bound | Python fork / spawn ms (warm) |\n|---|---|---|---|---|---|---|---|"
+            "Medians with the interquartile range in brackets; processes ÷ threads is the median of the per-round ratios (each round runs both backends moments apart), per kernel.\n\n| workers | processes sqrt / mean ms | threads sqrt / mean ms | serial sqrt / mean ms | bound rw / read ms | processes ÷ threads, sqrt / mean | processes ÷ bound | Python fork / spawn ms (warm) |\n|---|---|---|---|---|---|---|---|"
         )?;
         for c in &by_workers {
             let py = |m: &str| {
@@ -477,17 +312,24 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
             };
             writeln!(
                 md,
-                "| {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} | {:.2} | {} / {} |",
+                "| {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} | {:.2} | {} / {} |",
                 c.workers,
-                c.processes.warm_sqrt_ms.median,
-                c.processes.warm_mean_ms.median,
-                c.threads.warm_sqrt_ms.median,
-                c.threads.warm_mean_ms.median,
-                c.serial.warm_sqrt_ms.median,
-                c.serial.warm_mean_ms.median,
-                c.bound.warm_sqrt_ms.median,
-                c.bound.warm_mean_ms.median,
-                c.processes.warm_ms() / c.threads.warm_ms(),
+                c.processes.warm_sqrt_ms.show(1),
+                c.processes.warm_mean_ms.show(1),
+                c.threads.warm_sqrt_ms.show(1),
+                c.threads.warm_mean_ms.show(1),
+                c.serial.warm_sqrt_ms.show(1),
+                c.serial.warm_mean_ms.show(1),
+                c.bound.warm_sqrt_ms.show(1),
+                c.bound.warm_mean_ms.show(1),
+                ratio_cell(
+                    &c.sqrt_vs_threads,
+                    c.processes.warm_sqrt_ms.median / c.threads.warm_sqrt_ms.median
+                ),
+                ratio_cell(
+                    &c.mean_vs_threads,
+                    c.processes.warm_mean_ms.median / c.threads.warm_mean_ms.median
+                ),
                 c.processes.warm_ms() / c.bound.warm_ms(),
                 py("fork"),
                 py("spawn")
@@ -567,13 +409,13 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         )?;
         writeln!(
             md,
-            "| elements | processes µs | threads µs | serial µs | bound µs | processes ÷ threads | processes GB/s | threads GB/s |\n|---|---|---|---|---|---|---|---|"
+            "| elements | processes µs | threads µs | serial µs | bound µs | processes ÷ threads | processes GB/s | threads GB/s | spread: IQR ÷ median, processes sqrt, mean / threads sqrt, mean |\n|---|---|---|---|---|---|---|---|---|"
         )?;
         for c in &by_size {
             let bytes = 3.0 * (c.len * c.elem_bytes) as f64;
             writeln!(
                 md,
-                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {} |",
                 fmt_len(c.len),
                 c.processes.warm_ms() * 1e3,
                 c.threads.warm_ms() * 1e3,
@@ -581,7 +423,13 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
                 c.bound.warm_ms() * 1e3,
                 c.processes.warm_ms() / c.threads.warm_ms(),
                 gbps(bytes, c.processes.warm_ms()),
-                gbps(bytes, c.threads.warm_ms())
+                gbps(bytes, c.threads.warm_ms()),
+                spread_cell(&[
+                    &c.processes.warm_sqrt_ms,
+                    &c.processes.warm_mean_ms,
+                    &c.threads.warm_sqrt_ms,
+                    &c.threads.warm_mean_ms
+                ])
             )?;
         }
         md.push('\n');
@@ -676,13 +524,18 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         writeln!(md, "## Barrier latency\n\n![barrier latency]({img})\n")?;
         writeln!(
             md,
-            "Median time per phase (µs) of `parties` participants meeting over and over; {} CPUs. shmpar = the barrier in a segment's header with its adaptive spin (what `Ctx::barrier` uses); futex = the same code with `SpinPolicy::Never`; pthread = `pthread_barrier_t` with `PTHREAD_PROCESS_SHARED` in a `MAP_SHARED` page; threads = `std::sync::Barrier` between threads; python = `multiprocessing.Barrier` across forked processes.\n",
-            r.machine.cpus
+            "Median time per phase (µs) of `parties` participants meeting over and over, with the interquartile range of the rounds in brackets; {} CPUs. shmpar = the barrier in a segment's header with its adaptive spin (what `Ctx::barrier` uses); futex = the same code with `SpinPolicy::Never`; pthread = `pthread_barrier_t` with `PTHREAD_PROCESS_SHARED` in a `MAP_SHARED` page; threads = `std::sync::Barrier` between threads; openmp = libgomp's `#pragma omp barrier` between as many OpenMP threads (`benches/c/omp_barrier.c`, {}; libgomp's default waiting: spin, then futex), the reference to beat; python = `multiprocessing.Barrier` across forked processes.\n",
+            r.machine.cpus,
+            match (&r.openmp_build, &r.openmp_skipped) {
+                (Some(b), None) => format!("built with `{b}`"),
+                (_, Some(why)) => format!("not measured: {why}"),
+                (None, None) => "not measured".into(),
+            }
         )?;
         let mut parties: Vec<usize> = r.barriers.iter().map(|b| b.parties).collect();
         parties.sort_unstable();
         parties.dedup();
-        let kinds = ["shmpar", "futex", "pthread", "threads", "python"];
+        let kinds = ["shmpar", "futex", "pthread", "threads", "openmp", "python"];
         writeln!(
             md,
             "| parties | {} |\n|---|{}",
@@ -692,10 +545,7 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         for &p in &parties {
             let cells: Vec<String> = kinds
                 .iter()
-                .map(|k| {
-                    r.barrier(k, p)
-                        .map_or("–".into(), |b| format!("{:.2}", b.phase_us.median))
-                })
+                .map(|k| r.barrier(k, p).map_or("–".into(), |b| b.phase_us.show(2)))
                 .collect();
             writeln!(md, "| {p} | {} |", cells.join(" | "))?;
         }
@@ -725,14 +575,18 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
     if !r.dispatch.is_empty() {
         writeln!(
             md,
-            "## Job dispatch ({} workers, 1,000-element f64 array, near-empty kernel)\n\n| path | median µs | p90 µs | jobs |\n|---|---|---|---|",
+            "## Job dispatch ({} workers, 1,000-element f64 arrays, near-empty kernel)\n\nOne array: `run(&mut a, ..)`; three arrays: `run((&mut a, &b, whole(&c)), ..)`, `a` and `b` split by rows, `c` read whole by every worker.\n\n| path | median µs (IQR) | p90 µs | max µs | jobs |\n|---|---|---|---|---|",
             r.headline_workers
         )?;
         for d in &r.dispatch {
             writeln!(
                 md,
-                "| {} | {:.1} | {:.1} | {} |",
-                d.name, d.us.median, d.us.p90, d.us.n
+                "| {} | {} | {:.1} | {:.1} | {} |",
+                d.name,
+                d.us.show(1),
+                d.us.p90,
+                d.us.max,
+                d.us.n
             )?;
         }
         md.push('\n');
@@ -741,19 +595,19 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
     if !r.segments.is_empty() {
         writeln!(
             md,
-            "## Segment create and attach against size\n\ncreate = `SharedArray::create` (shm_open, `posix_fallocate`, mmap, header); attach = `SharedArray::attach` (shm_open, fstat, mmap, header check), both without touching the data; prefault = `Segment::prefault` (`MADV_POPULATE_WRITE`) of a fresh attachment: the page-table cost every new mapping pays, up front or as page faults during its first pass.\n\n| size | create ms | attach µs (median / p90) | prefault ms |\n|---|---|---|---|"
+            "## Segment create and attach against size\n\ncreate = `SharedArray::create` (shm_open, `posix_fallocate`, mmap, header); attach = `SharedArray::attach` (shm_open, fstat, mmap, header check), both without touching the data; prefault = `Segment::prefault` (`MADV_POPULATE_WRITE`) of a fresh attachment: the page-table cost every new mapping pays, up front or as page faults during its first pass.\n\n| size | create ms | attach µs (median (IQR) / p90) | prefault ms |\n|---|---|---|---|"
         )?;
         for s in &r.segments {
             match &s.skipped {
                 Some(why) => writeln!(md, "| {} | skipped: {why} | | |", fmt_bytes(s.bytes))?,
                 None => writeln!(
                     md,
-                    "| {} | {:.2} | {:.1} / {:.1} | {:.2} |",
+                    "| {} | {} | {} / {:.1} | {} |",
                     fmt_bytes(s.bytes),
-                    s.create_ms.median,
-                    s.attach_us.median,
+                    s.create_ms.show(2),
+                    s.attach_us.show(1),
                     s.attach_us.p90,
-                    s.prefault_ms.median
+                    s.prefault_ms.show(2)
                 )?,
             }
         }
@@ -776,7 +630,112 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
                 .join(", ")
         )?;
     }
+    md.push_str(&compare_section(r));
+    md.push_str(&load_section(r));
     Ok(md)
+}
+
+/// The harness's processes ÷ threads beside `shmpar compare`'s, run on the
+/// same configuration in the same harness run.
+fn compare_section(r: &Results) -> String {
+    let mut md = String::new();
+    let Some(h) = r.headline() else {
+        return md;
+    };
+    let _ = writeln!(
+        md,
+        "## The harness and `shmpar compare`\n\nProcesses ÷ threads at {} workers over {} {}, measured by both in this run (see [How it is measured](#how-it-is-measured) for how each measures). The harness's ratio is the median of its per-round ratios; compare's is the ratio of its two medians, its interval the ends of the two medians' intervals against each other. They agree when the two 95% intervals overlap.\n",
+        h.workers,
+        fmt_len(h.len),
+        h.dtype
+    );
+    let Some(c) = &r.compare else {
+        let _ = writeln!(
+            md,
+            "`shmpar compare` not run: {}.\n",
+            r.compare_skipped.as_deref().unwrap_or("not asked for")
+        );
+        return md;
+    };
+    let _ = writeln!(
+        md,
+        "`{}`\n\n| kernel | harness: processes / threads ms | harness ratio (CI) | compare: processes / threads ms | compare ratio (CI) | agree |\n|---|---|---|---|---|---|",
+        c.command
+    );
+    for (what, kernel, pairs, p, t) in [
+        (
+            "sqrt",
+            "sqrt_abs",
+            &h.sqrt_vs_threads,
+            &h.processes.warm_sqrt_ms,
+            &h.threads.warm_sqrt_ms,
+        ),
+        (
+            "mean",
+            "mean",
+            &h.mean_vs_threads,
+            &h.processes.warm_mean_ms,
+            &h.threads.warm_mean_ms,
+        ),
+    ] {
+        let (Some(cp), Some(ct)) = (c.row(kernel, "processes"), c.row(kernel, "threads")) else {
+            continue;
+        };
+        let (hlo, hhi) = pairs.ci();
+        let (plo, phi) = cp.ms.ci();
+        let (tlo, thi) = ct.ms.ci();
+        let (clo, chi) = (plo / thi, phi / tlo);
+        let agree = hlo <= chi && clo <= hhi;
+        let _ = writeln!(
+            md,
+            "| {what} | {} / {} | {:.3} ({hlo:.3}–{hhi:.3}) | {} / {} | {:.3} ({clo:.3}–{chi:.3}) | {} |",
+            p.show(1),
+            t.show(1),
+            pairs.median,
+            cp.ms.show(1),
+            ct.ms.show(1),
+            cp.ms.median / ct.ms.median,
+            if agree { "yes" } else { "**no**" }
+        );
+    }
+    md.push('\n');
+    md
+}
+
+/// Every section of the run with the load around it.
+fn load_section(r: &Results) -> String {
+    let mut md = String::new();
+    if r.sections.is_empty() {
+        return md;
+    }
+    let _ = writeln!(
+        md,
+        "## Load while measuring\n\nThe rule: {}. The load average (1-minute, from `/proc/loadavg`, before → after) is shown for context: it counts the harness's own processes, and for a minute after each section those of the one before, so it cannot tell other programs from the harness; the rule therefore uses CPU time — all programs' (`/proc/stat`) minus the harness's and its children's (`getrusage`) — over the section's wall time.\n",
+        load::rule(r.machine.cpus)
+    );
+    let busy = r.sections.iter().filter(|s| s.busy).count();
+    let _ = writeln!(
+        md,
+        "{} of {} sections ran on a busy machine.\n\n| section | s | CPUs it needs | load avg before → after | others' CPUs | waited s | busy |\n|---|---|---|---|---|---|---|",
+        busy,
+        r.sections.len()
+    );
+    for s in &r.sections {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {} | {:.2} → {:.2} | {:.2} | {:.0} | {} |",
+            s.label,
+            s.wall_s,
+            s.occupies,
+            s.load_before[0],
+            s.load_after[0],
+            s.others_cpus,
+            s.waited_s,
+            if s.busy { "**busy**" } else { "no" }
+        );
+    }
+    md.push('\n');
+    md
 }
 
 const METHOD: &str = "
@@ -786,11 +745,45 @@ const METHOD: &str = "
   (itself, with a hidden subcommand). In it, the array is created and filled by the coordinator,
   then: the process pool is built and runs its first sqrt and mean jobs (cold), then the rayon
   pool (`Backend::Threads`, same chunking) does the same, then serial, then the bandwidth passes;
-  then the warm repeats, in which the backends take turns. Process pools are built before any
-  thread exists, as the fork rule requires.
-* **Kernels.** sqrt = `for_each_chunk_with(&mut a, (), |_, c, _| shmpar_kernels::sqrt_abs(c))`;
+  then the warm repeats. At 10^6 elements and more the backends take turns: each round runs
+  every backend's sqrt then mean, with 2 ms of sleep before each job (so the previous backend's
+  spinning workers are asleep), and round r starts with backend r mod 4, so no backend always
+  runs first. Smaller arrays run each backend's repeats back to back. Process pools are built
+  before any thread exists, as the fork rule requires.
+* **Kernels.** sqrt = `run(&mut a, (), |_, c, _| shmpar_kernels::sqrt_abs(c))`;
   mean = `map_reduce_with(&a, (), |_, c, _| shmpar_kernels::sum(c), |x, y| x + y) / len`. Both
   closures capture nothing, so the process backend runs them on its persistent workers.
+* **Spreads.** Every figure of repeated runs is a median with its interquartile range
+  (25th–75th percentile, linear between order statistics). Targets judge the median with its 95%
+  confidence interval, distribution-free (the k-th smallest and k-th largest sample, k from the
+  binomial distribution: 8th and 18th of 25). Processes ÷ threads is the median of per-round
+  ratios (both jobs of a round ran moments apart, so a slow spell of the machine hits both); a
+  ratio of two separately measured figures takes the ends of their intervals against each other.
+  Cold figures, Python's cold runs and the PSS are one run each: no interval.
+* **Load.** Every measurement is a section with the load average before and after it and the CPU
+  time other programs used while it ran (the table under *Load while measuring* gives the rule).
+  A target is **not judged** — neither met nor missed — when a section that measured it ran on a
+  busy machine, or when its confidence interval spans the limit. `--quiet-wait S` makes the
+  harness wait up to S seconds before each section for the machine to quieten.
+* **The harness and `shmpar compare`.** Both time the same vectorized kernels
+  (`shmpar_kernels::sqrt_abs` and the sum) through `Backend` on the same worker counts; both
+  report the median of warm runs. Where they differ:
+
+  | | harness | `shmpar compare` |
+  |---|---|---|
+  | input | signed values, filled once by the coordinator | uniform in [0, 1), refilled by each backend before each kernel |
+  | warm-up | a cold sqrt and mean per backend (and one more sqrt on the processes) | one untimed run per backend and kernel |
+  | order | backends take turns, round by round, each round starting with the next backend; 2 ms of sleep before each job | backend by backend: every run of the processes, then the pool is dropped and every run of the threads, back to back without pauses |
+  | backends alive | all of them (idle ones asleep) | one at a time |
+  | kernel call | `fn` pointer, no parameters; the mean's partial is a plain `f64` | `fn` pointer with the kernel spec as a serde parameter; the mean's partial travels serialized |
+  | ratio | median of per-round ratios | ratio of the two medians |
+  | repeats | `--repeat` (25) at 10^8, more at smaller sizes | `--repeat` (10 by default) |
+
+  The order is the difference that matters on a shared machine: compare runs the processes
+  and the threads seconds apart, so a change of load between them lands on one backend only;
+  the harness pairs them within a round. The harness runs `shmpar compare` itself on the
+  headline configuration (the `shmpar` binary beside it; `--shmpar PATH`, `--no-compare`) and
+  shows both ratios side by side.
 * **Bandwidth bound.** `shmpar_benches::bandwidth`: over the same shared memory, with as many
   scoped threads as workers and the same contiguous chunks, an AVX2 `x *= k` pass with `k = 1`
   hidden from the optimizer (reads and writes every byte in place: the sqrt's access pattern) and
@@ -801,7 +794,11 @@ const METHOD: &str = "
   `benches/python/barrier.py` times `multiprocessing.Barrier`.
 * **Barrier.** `shmpar_benches::barriers`: participants forked once; each round, all meet once to
   read the round's count, then meet `iters` times; the first participant times those. Per-phase
-  latency = round time / `iters`; median of the rounds.
+  latency = round time / `iters`; median of the rounds. libgomp's barrier
+  (`benches/c/omp_barrier.c`, built by the harness with `gcc -O3 -fopenmp` where gcc is
+  available) is timed the same way by OpenMP thread 0, with as many threads as parties.
+* **Dispatch.** A pool of the headline's workers runs near-empty kernels on 1,000-element arrays:
+  4,000 jobs after 400 untimed ones, each timed alone.
 * **Memory.** PSS summed over the coordinator and its workers (`/proc/PID/task/PID/children`),
   sampled by a thread of the coordinator while the workers run jobs.
 * **Other machines.** `harness --out DIR --no-python` runs from a prebuilt binary (no cargo, no

@@ -2,6 +2,7 @@
 //! from other machines.
 
 use serde::{Deserialize, Serialize};
+use shmpar_benches::load::Section;
 use shmpar_benches::stats::Summary;
 
 /// The machine a run happened on.
@@ -70,6 +71,17 @@ pub struct Config {
     pub pss: Option<Pss>,
     /// The means each backend computed (processes, threads, serial).
     pub means: [f64; 3],
+    /// Warm processes ÷ threads, one ratio per round of the warm phase
+    /// (both jobs of a pair ran in the same round, moments apart).
+    #[serde(default)]
+    pub sqrt_vs_threads: Summary,
+    #[serde(default)]
+    pub mean_vs_threads: Summary,
+    /// Warm processes ÷ the bandwidth passes, paired the same way.
+    #[serde(default)]
+    pub sqrt_vs_bound: Summary,
+    #[serde(default)]
+    pub mean_vs_bound: Summary,
 }
 
 /// One run of the Python seed pattern script.
@@ -119,10 +131,45 @@ pub struct SegmentRow {
 pub struct CReference {
     /// The compiler command and flags.
     pub build: String,
+    /// The compiler's version line.
+    #[serde(default)]
+    pub compiler: String,
     pub threads: usize,
     pub len: usize,
+    /// Medians.
     pub sqrt_ms: f64,
     pub sum_ms: f64,
+    /// Every timed repeat.
+    #[serde(default)]
+    pub sqrt: Summary,
+    #[serde(default)]
+    pub sum: Summary,
+}
+
+/// One kernel on one backend, as `shmpar compare --json` reported it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CompareRow {
+    pub kernel: String,
+    pub backend: String,
+    pub workers: usize,
+    /// Its timed runs, in milliseconds.
+    pub ms: Summary,
+}
+
+/// `shmpar compare` run by the harness on the headline configuration, to
+/// show its processes ÷ threads ratio beside the harness's own.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CompareRun {
+    pub command: String,
+    pub rows: Vec<CompareRow>,
+}
+
+impl CompareRun {
+    pub fn row(&self, kernel: &str, backend: &str) -> Option<&CompareRow> {
+        self.rows
+            .iter()
+            .find(|r| r.kernel == kernel && r.backend == backend)
+    }
 }
 
 /// Everything one run measured.
@@ -143,8 +190,21 @@ pub struct Results {
     #[serde(default)]
     pub c_reference_skipped: Option<String>,
     pub barriers: Vec<BarrierRow>,
+    /// Why libgomp's barrier is missing from the barrier table, if it is.
+    #[serde(default)]
+    pub openmp_skipped: Option<String>,
+    /// How `benches/c/omp_barrier.c` was built.
+    #[serde(default)]
+    pub openmp_build: Option<String>,
     pub dispatch: Vec<DispatchRow>,
     pub segments: Vec<SegmentRow>,
+    #[serde(default)]
+    pub compare: Option<CompareRun>,
+    #[serde(default)]
+    pub compare_skipped: Option<String>,
+    /// Every measurement, with how busy the machine was around it.
+    #[serde(default)]
+    pub sections: Vec<Section>,
     pub wall_s: f64,
 }
 
@@ -165,7 +225,13 @@ impl Results {
             .iter()
             .find(|b| b.kind == kind && b.parties == parties)
     }
-    pub fn dispatch(&self, name: &str) -> Option<&DispatchRow> {
-        self.dispatch.iter().find(|d| d.name == name)
+    /// The first dispatch row called one of `names` (rows were renamed
+    /// with the API; merged results may use an older name).
+    pub fn dispatch(&self, names: &[&str]) -> Option<&DispatchRow> {
+        self.dispatch.iter().find(|d| names.contains(&d.name.as_str()))
+    }
+    /// The section `key`, if it was recorded.
+    pub fn section(&self, key: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.key == key)
     }
 }
