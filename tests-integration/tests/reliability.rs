@@ -89,13 +89,13 @@ const LIMIT: Duration = Duration::from_secs(120);
 #[test]
 fn every_feature_with_fork_start() {
     let s = driver(&["functional", "--start", "fork"], LIMIT);
-    assert!(field(&s, "trials") >= 14, "{s}");
+    assert!(field(&s, "trials") >= 15, "{s}");
 }
 
 #[test]
 fn every_feature_with_spawn_start() {
     let s = driver(&["functional", "--start", "spawn"], LIMIT);
-    assert!(field(&s, "trials") >= 13, "{s}");
+    assert!(field(&s, "trials") >= 14, "{s}");
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub(crate) const KEY_MAX: usize = 512;
 /// Longest kernel signature (the shape's type name).
 pub(crate) const SIG_MAX: usize = 4096;
 /// Most cached mappings one job can tell workers to drop.
-pub(crate) const EVICT_MAX: usize = 16;
+pub(crate) const EVICT_MAX: usize = 256;
 /// Default room for a job's encoded parameters.
 pub const DEFAULT_PARAM_BYTES: usize = 64 * 1024;
 /// Default room for a worker's encoded partial results.

@@ -191,18 +191,15 @@ impl Inner {
     }
 }
 
-/// Picks arrays the workers may have mapped that no longer exist (their
-/// name is gone or names another object), at most [`EVICT_MAX`], so the
-/// workers drop their mappings and the memory is released.
-fn evictions(
-    sent: &mut HashMap<Identity, Location>,
-    current: &[Identity],
-    out: &mut [Identity; EVICT_MAX],
-) -> u32 {
+/// Picks arrays the workers may have mapped that the coordinator no longer
+/// holds (its handle dropped: the array is gone, or persisted and let go),
+/// at most [`EVICT_MAX`], so the workers drop their mappings and the memory
+/// is released by the end of this job.
+fn evictions(sent: &mut HashMap<Identity, Location>, current: &[Identity], out: &mut [Identity; EVICT_MAX]) -> u32 {
     let gone: Vec<Identity> = sent
-        .iter()
-        .filter(|(id, location)| !current.contains(id) && !still_exists(location, **id))
-        .map(|(id, _)| *id)
+        .keys()
+        .filter(|id| !current.contains(id) && !shmpar_core::segment::is_open((id.dev, id.ino)))
+        .copied()
         .take(EVICT_MAX)
         .collect();
     for (slot, id) in out.iter_mut().zip(&gone) {
@@ -210,17 +207,6 @@ fn evictions(
         *slot = *id;
     }
     gone.len() as u32
-}
-
-fn still_exists(location: &Location, id: Identity) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let path = match location {
-        Location::Shm(name) => std::path::Path::new("/dev/shm").join(name),
-        Location::File(path) => path.clone(),
-    };
-    std::fs::metadata(path)
-        .map(|m| m.dev() == id.dev && m.ino() == id.ino)
-        .unwrap_or(false)
 }
 
 /// Combines partial results in chunk order.

@@ -309,6 +309,59 @@ pub fn phase_kernel(ctx: &Ctx<'_>, board: &str, phases: u64) -> u64 {
     bad
 }
 
+/// Whether process `pid` maps the shared object `name`.
+fn maps(pid: i32, name: &str) -> Result<bool, String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|err| format!("maps of {pid}: {err}"))?;
+    Ok(maps
+        .lines()
+        .any(|line| line.ends_with(&format!("/dev/shm/{name}")) || line.contains(&format!("/{name} "))))
+}
+
+/// An array the coordinator let go of (persisted, so its name lives on) is
+/// unmapped by every worker by the end of the next job; one it still holds
+/// stays mapped (issue 10.9).
+fn dropped_arrays_are_released(pool: &Pool, prefix: &str) -> Check {
+    let probe = SharedArray::<u8, Ix1>::create_with(&opts(prefix, "evictprobe"), 64).map_err(e)?;
+    let pids = pool_pids(pool, &probe).map_err(e)?;
+    let gone_name = format!("{prefix}evictgone");
+    let mut gone =
+        SharedArray::<f64, Ix1>::create_with(&opts(prefix, "evictgone").persist(true), 100_000).map_err(e)?;
+    let mut kept = SharedArray::<f64, Ix1>::create_with(&opts(prefix, "evictkept"), 100_000).map_err(e)?;
+    // Whatever happens below, the persisted name is removed at the end.
+    struct Unlink(String);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(std::path::Path::new("/dev/shm").join(&self.0));
+        }
+    }
+    let _unlink = Unlink(gone_name.clone());
+    pool.for_each_chunk(&mut gone, add_one).map_err(e)?;
+    pool.for_each_chunk(&mut kept, add_one).map_err(e)?;
+    for &pid in &pids {
+        if !maps(pid, &gone_name)? {
+            return Err(format!("worker {pid} did not map {gone_name} after a job on it"));
+        }
+    }
+    drop(gone);
+    // The next job, on another array: by its end the workers let go.
+    pool_pids(pool, &probe).map_err(e)?;
+    for &pid in &pids {
+        if maps(pid, &gone_name)? {
+            return Err(format!(
+                "worker {pid} still maps {gone_name}, which the coordinator dropped a job ago"
+            ));
+        }
+        if !maps(pid, &format!("{prefix}evictkept"))? {
+            return Err(format!(
+                "worker {pid} dropped the mapping of an array the coordinator still holds"
+            ));
+        }
+    }
+    drop(kept);
+    Ok(())
+}
+
 /// Persistent workers are the same processes before and after other jobs;
 /// a capturing kernel runs on other, short-lived processes.
 fn persistent_workers(pool: &Pool, prefix: &str, start: Start) -> Check {
@@ -500,6 +553,10 @@ pub fn run(args: &Args) -> Tally {
         (
             "persistent workers",
             Box::new(|| persistent_workers(&pool, &prefix, start)),
+        ),
+        (
+            "dropped arrays are released",
+            Box::new(|| dropped_arrays_are_released(&pool, &prefix)),
         ),
         ("scope cleanup", Box::new(|| scope_cleanup(&prefix))),
         ("bad arguments", Box::new(|| bad_arguments(&pool, &prefix, start))),
