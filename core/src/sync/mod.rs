@@ -1,15 +1,17 @@
 //! Process-shared synchronization that lives inside a segment: a barrier,
 //! a robust lock and an event word, all built on *shared* futexes.
 //!
-//! Each state struct is exactly one cache line, `#[repr(C)]`, made only of
-//! `u32` atomics and reserved padding, so its layout is part of the segment
+//! Each state struct is made of whole cache lines, `#[repr(C)]`, of `u32`
+//! atomics and reserved padding only, so its layout is part of the segment
 //! format (`docs/segment-layout.md`) or of the format that embeds it. All-zero
 //! bytes are a valid fresh state of every one, because a segment is created
 //! zero-filled. The protocols, their memory orderings and the byte layout are
 //! described in this module's design note, `core/src/sync/README.md`.
 //!
-//! * [`Barrier`] is a handle over a [`BarrierState`]: every participant
-//!   process calls [`Barrier::wait`] once per phase.
+//! * [`Barrier`] is a handle over a [`BarrierState`] (one line) and,
+//!   optionally, a [`BarrierTree`] (the lines of a combining tree, for more
+//!   than four participants): every participant process calls
+//!   [`Barrier::wait`] once per phase.
 //! * [`ShmLock`] is a handle over a [`LockState`]: a mutual-exclusion lock
 //!   that tells the next locker when its previous owner died holding it.
 //! * [`Event`] is a word that posters change and waiters wait to see change
@@ -25,7 +27,7 @@ mod event;
 mod futex;
 mod lock;
 
-pub use barrier::{Barrier, BarrierWaitResult, MAX_PARTIES, SpinPolicy};
+pub use barrier::{Barrier, BarrierNode, BarrierTree, BarrierWaitResult, MAX_PARTIES, SpinPolicy};
 pub use event::Event;
 /// The shared futex, for protocols of other crates that live in a segment
 /// ([`Event`] covers the common one, waiting for a word to change). Never
@@ -52,6 +54,23 @@ pub(crate) fn spin_loop() {
     loom::hint::spin_loop();
 }
 
+/// The CPU this thread runs on now (0 if the kernel cannot say; always 0
+/// under loom): where a barrier participant without a rank starts looking
+/// for its leaf. With rseq (glibc 2.35 and later) it is one load from
+/// thread-local memory, otherwise the vDSO `getcpu`: no lock, no
+/// allocation, so a forked child may call it.
+#[inline]
+pub(crate) fn current_cpu() -> u32 {
+    #[cfg(not(loom))]
+    {
+        // SAFETY: sched_getcpu has no preconditions; it returns -1 on error.
+        let cpu = unsafe { libc::sched_getcpu() };
+        u32::try_from(cpu).unwrap_or(0)
+    }
+    #[cfg(loom)]
+    0
+}
+
 /// Gives the CPU to another runnable thread or process, if any: a spinner
 /// that never yields can hold the core that the participant it waits for
 /// needs (the machine may be loaded by others, whatever the CPU count says).
@@ -66,7 +85,12 @@ pub(crate) fn yield_now() {
     loom::thread::yield_now();
 }
 
-/// The barrier's words in shared memory: one cache line.
+/// The barrier's head: one cache line.
+///
+/// It holds the generation (whose change releases everybody), the poison
+/// bit and the set-up; with four participants or fewer (or without a
+/// [`BarrierTree`]) also the arrival count, which makes it a central
+/// barrier. Larger barriers count arrivals in a [`BarrierTree`] instead.
 ///
 /// All-zero bytes are a valid state (no parties set yet); a coordinator calls
 /// [`Barrier::reset`] once before participants use it.
@@ -76,11 +100,14 @@ pub struct BarrierState {
     /// Futex word. Bits 0..=29: generation (wraps); bit 30: somebody sleeps
     /// in `FUTEX_WAIT` on this word; bit 31: poisoned.
     pub(crate) epoch: AtomicU32,
-    /// Participants that have arrived in the current generation.
+    /// Central barrier: participants that have arrived in the current
+    /// generation. Unused (0) when the tree counts.
     pub(crate) count: AtomicU32,
     /// Participants needed to complete a generation (0: not set up yet).
     pub(crate) parties: AtomicU32,
-    _reserved: [u32; 13],
+    /// Leaves of the combining tree in use; 0: a central barrier.
+    pub(crate) leaves: AtomicU32,
+    _reserved: [u32; 12],
 }
 
 /// The lock's words in shared memory: one cache line.
@@ -123,7 +150,8 @@ impl BarrierState {
             epoch: AtomicU32::new(0),
             count: AtomicU32::new(0),
             parties: AtomicU32::new(0),
-            _reserved: [0; 13],
+            leaves: AtomicU32::new(0),
+            _reserved: [0; 12],
         }
     }
 
@@ -134,7 +162,8 @@ impl BarrierState {
             epoch: AtomicU32::new(0),
             count: AtomicU32::new(0),
             parties: AtomicU32::new(0),
-            _reserved: [0; 13],
+            leaves: AtomicU32::new(0),
+            _reserved: [0; 12],
         }
     }
 }
@@ -192,6 +221,9 @@ mod tests {
         assert_eq!(offset_of!(BarrierState, epoch), 0);
         assert_eq!(offset_of!(BarrierState, count), 4);
         assert_eq!(offset_of!(BarrierState, parties), 8);
+        assert_eq!(offset_of!(BarrierState, leaves), 12);
+        assert_eq!(std::mem::size_of::<BarrierTree>(), 1344);
+        assert_eq!(std::mem::size_of::<BarrierNode>(), 64);
         assert_eq!(offset_of!(LockState, word), 0);
         assert_eq!(offset_of!(LockState, owner_tid), 4);
         assert_eq!(offset_of!(LockState, owner_start_lo), 8);
@@ -201,16 +233,20 @@ mod tests {
     #[test]
     fn new_states_are_all_zero_bytes() {
         let barrier = BarrierState::new();
+        let tree = BarrierTree::new();
         let lock = LockState::new();
-        // SAFETY: both structs are 64 bytes of initialized u32 atomics and
-        // u32 padding (no padding bytes), so reading them as bytes is sound.
-        let (b, l) = unsafe {
+        // SAFETY: the structs are whole 64-byte lines of initialized u32
+        // atomics and u32 padding (no padding bytes), so reading them as
+        // bytes is sound.
+        let (b, t, l) = unsafe {
             (
                 std::slice::from_raw_parts((&raw const barrier).cast::<u8>(), 64),
+                std::slice::from_raw_parts((&raw const tree).cast::<u8>(), 64 * BarrierTree::NODES),
                 std::slice::from_raw_parts((&raw const lock).cast::<u8>(), 64),
             )
         };
         assert!(b.iter().all(|&x| x == 0));
+        assert!(t.iter().all(|&x| x == 0));
         assert!(l.iter().all(|&x| x == 0));
     }
 }

@@ -1,35 +1,45 @@
-//! The process-shared barrier: epoch + count in a [`BarrierState`], spin
-//! then sleep on the shared futex of the epoch, poisoning.
+//! The process-shared barrier: a generation word that releases everybody,
+//! arrivals counted centrally (four participants or fewer) or in a
+//! combining tree (`tree.rs`), spin then sleep on shared futexes, poisoning.
 //!
 //! # Protocol and memory ordering
 //!
-//! (The design note `README.md` beside this file tells the same story at
-//! more length.)
+//! (The design note `../README.md` tells the same story at more length.)
 //!
-//! * An arriver loads `epoch` (Acquire) to learn the generation `g`, then
-//!   increments `count` (AcqRel). It cannot read a stale generation: `g`
-//!   cannot advance without its own arrival.
-//! * The arriver that brings `count` to `parties` is the leader. Its AcqRel
-//!   increment reads the end of a chain of AcqRel increments, so every
-//!   arriver's earlier writes happen-before it. It stores `count = 0`
-//!   (Relaxed), then CASes `epoch` from `g` to `g + 1` (AcqRel), which also
-//!   clears the sleepers bit; the CAS fails only if the poison bit was set, and
-//!   then the generation never completes.
-//! * Waiters spin, then sleep, until `epoch` (Acquire) differs from `g`.
+//! * An arriver loads `epoch` (Acquire) to learn the generation `g`. It
+//!   cannot read a stale generation: `g` cannot advance without its own
+//!   arrival. It then counts itself: in the head's `count` (central), or in
+//!   a leaf of the tree, climbing to the parent when it fills the leaf, and
+//!   so on (`tree.rs`). Every count is changed by AcqRel read-modify-writes.
+//! * The arriver that completes the count (of the head, or of the tree's
+//!   root) is the leader. Its RMW read the end of a chain of AcqRel RMWs
+//!   through which every arriver passed, so every arriver's earlier writes
+//!   happen-before it. It CASes `epoch` from `g` to `g + 1` (AcqRel), which
+//!   also clears the sleepers bit; the CAS fails only if the poison bit was
+//!   set, and then the generation never completes.
+//! * Waiters spin on `epoch` (Acquire) until it leaves generation `g`.
 //!   Reading the leader's CAS makes everything before every arrival visible
-//!   (the barrier's guarantee) and also the `count = 0` reset, so next-generation
-//!   increments start from zero.
-//! * Before sleeping a waiter sets the sleepers bit with a CAS and sleeps with
-//!   that exact value as the futex's expected value. The leader's CAS either
-//!   precedes the waiter's (which then fails and re-reads) or sees the bit and
-//!   issues `FUTEX_WAKE`; the kernel checks the value and queues the waiter
-//!   atomically with respect to the wake. No wake-up can be lost, and when
-//!   nobody sleeps the leader makes no system call.
-//! * Poisoning sets bit 31 (an RMW, so it is ordered against the leader's CAS
-//!   in `epoch`'s modification order) and always wakes everyone. Generation
-//!   completion and poisoning of a generation are therefore mutually
-//!   exclusive: a waiter that sees the generation change returns `Ok`, one that
-//!   sees the poison bit with the generation unchanged returns an error.
+//!   (the barrier's guarantee).
+//! * Then they sleep: central waiters on `epoch`, tree waiters on the word
+//!   of the node where they stopped climbing. A sleeper sets the word's
+//!   sleepers bit with a CAS and sleeps with that exact value expected; the
+//!   writer that releases the word (the leader's CAS on `epoch`; for a node,
+//!   the CAS of the participant that climbed from it, once released itself)
+//!   either precedes that CAS, which then fails and re-reads, or sees the bit
+//!   and issues `FUTEX_WAKE`. The kernel checks the value and queues the
+//!   waiter atomically with respect to the wake, so no wake-up is lost, and
+//!   when nobody sleeps nobody makes a system call.
+//! * Poisoning sets bit 31 of `epoch` (an RMW, so it is ordered against the
+//!   leader's CAS in `epoch`'s modification order), then of every node word,
+//!   and wakes everyone. Completion and poisoning of a generation are
+//!   therefore mutually exclusive, decided by `epoch`: a waiter that sees the
+//!   generation change returns `Ok`, one that sees the poison bit with the
+//!   generation unchanged returns an error.
+
+mod tree;
+
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 use std::time::{Duration, Instant};
 
@@ -37,15 +47,20 @@ use super::BarrierState;
 use super::atomic::Ordering;
 use super::futex::{self, WaitOutcome};
 use crate::error::{Error, Result};
+use tree::Shape;
+pub use tree::{BarrierNode, BarrierTree};
 
 /// The largest participant count a [`Barrier`] accepts.
 pub const MAX_PARTIES: u32 = 1 << 16;
 
-/// Bits 0..=29 of `epoch`: the generation number (wraps at 2^30).
+/// Bits 0..=29 of `epoch` and of a node word: the generation number (wraps
+/// at 2^30).
 const GENERATION_MASK: u32 = (1 << 30) - 1;
-/// Bit 30 of `epoch`: some waiter may sleep in `FUTEX_WAIT` on `epoch`.
+/// Bit 30 of `epoch` and of a node word: some waiter may sleep in
+/// `FUTEX_WAIT` on this word.
 const SLEEPERS: u32 = 1 << 30;
-/// Bit 31 of `epoch`: the barrier is poisoned.
+/// Bit 31 of `epoch`: the barrier is poisoned (of a node word: the poison
+/// has reached this node's sleepers).
 const POISONED: u32 = 1 << 31;
 
 /// Spin iterations before sleeping when every participant can have a core.
@@ -57,6 +72,11 @@ const YIELD_EVERY: u32 = 64;
 /// Spin iterations before sleeping when participants outnumber cores: spinning
 /// would only steal the core of a participant that has not arrived yet.
 const OVERSUBSCRIBED_SPIN: u32 = 16;
+
+/// The generation after `generation`.
+fn next_generation(generation: u32) -> u32 {
+    generation.wrapping_add(1) & GENERATION_MASK
+}
 
 /// CPUs available to this process, asked once: the standard library reads
 /// cgroup files to answer, which would cost tens of microseconds per handle.
@@ -105,11 +125,23 @@ impl BarrierWaitResult {
     }
 }
 
-/// A barrier for processes, over a [`BarrierState`] that usually lives in a
-/// shared segment.
+/// A barrier for processes, over a [`BarrierState`] and, for more than four
+/// participants, a [`BarrierTree`], which usually live in a shared segment.
 ///
 /// Every participant makes its own handle over the same state; the handle
-/// only borrows the state and holds the spin policy.
+/// only borrows the state and holds the spin policy and the participant's
+/// rank, if it has one.
+///
+/// Without a tree (a handle from [`new`](Self::new) or
+/// [`with_spin`](Self::with_spin) alone) every arrival increments one
+/// counter: fine for a few participants, but at 16 cores the counter's cache
+/// line becomes the bottleneck. With one ([`with_tree`](Self::with_tree)),
+/// [`reset`](Self::reset) sets larger barriers up as a combining tree of
+/// four-way nodes, each on its own cache line, and waiters that sleep are
+/// woken by a tree of wake-ups instead of all by the last arriver. All the
+/// handles of one barrier must agree: either all carry the same tree, or
+/// none does (a handle without the tree cannot take part in a barrier set up
+/// with one; its `wait` poisons the barrier).
 ///
 /// A participant that dies without arriving would leave the others waiting
 /// forever: somebody who learns of the death (typically the coordinator,
@@ -119,27 +151,35 @@ impl BarrierWaitResult {
 /// # Examples
 ///
 /// ```
-/// use shmpar_core::sync::{Barrier, BarrierState};
+/// use shmpar_core::sync::{Barrier, BarrierState, BarrierTree};
 ///
 /// # fn main() -> shmpar_core::Result<()> {
 /// let state = BarrierState::new();
-/// let barrier = Barrier::new(&state);
-/// barrier.reset(2)?;
-/// std::thread::scope(|s| {
-///     let other = s.spawn(|| Barrier::new(&state).wait());
-///     let mine = barrier.wait();
-///     let theirs = other.join().unwrap();
-///     assert!(mine.unwrap().is_leader() != theirs.unwrap().is_leader());
+/// let tree = BarrierTree::new();
+/// Barrier::new(&state).with_tree(&tree).reset(6)?;
+/// let leaders = std::thread::scope(|s| {
+///     let workers: Vec<_> = (0..6)
+///         .map(|rank| {
+///             let (state, tree) = (&state, &tree);
+///             s.spawn(move || Barrier::new(state).with_tree(tree).with_rank(rank).wait())
+///         })
+///         .collect();
+///     workers.into_iter().map(|w| w.join().unwrap()).filter(|r| r.as_ref().unwrap().is_leader()).count()
 /// });
+/// assert_eq!(leaders, 1);
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Barrier<'a> {
     state: &'a BarrierState,
+    /// The tree's node lines; empty for a handle without a tree.
+    nodes: &'a [BarrierNode],
     policy: SpinPolicy,
     /// CPUs available to this process, for [`SpinPolicy::Adaptive`].
     cpus: u32,
+    /// Where this participant looks for a leaf first: its rank, if known.
+    rank: Option<u32>,
 }
 
 impl<'a> Barrier<'a> {
@@ -160,7 +200,43 @@ impl<'a> Barrier<'a> {
             SpinPolicy::Adaptive => available_cpus(),
             SpinPolicy::Fixed(_) | SpinPolicy::Never => 1,
         };
-        Self { state, policy, cpus }
+        Self {
+            state,
+            nodes: &[],
+            policy,
+            cpus,
+            rank: None,
+        }
+    }
+
+    /// This handle, counting arrivals in `tree` when the barrier has more
+    /// than four participants.
+    ///
+    /// Every handle of the barrier must carry the same tree (the tree that
+    /// lies beside the state in the same segment), the one that
+    /// [`reset`](Self::reset)s it included.
+    #[must_use]
+    pub fn with_tree(self, tree: &'a BarrierTree) -> Self {
+        Self {
+            nodes: &tree.nodes,
+            ..self
+        }
+    }
+
+    /// This handle, for the participant of rank `rank` (`0..parties`).
+    ///
+    /// The rank is a hint: participants that wait with distinct ranks each go
+    /// straight to a place of their own in the tree, next to their
+    /// neighbours' ranks. Without one, a participant starts from the CPU it
+    /// runs on, and looks further when that place is taken, which costs a
+    /// few cache misses. A wrong or repeated rank costs the same, never
+    /// correctness. A barrier without a tree ignores it.
+    #[must_use]
+    pub fn with_rank(self, rank: u32) -> Self {
+        Self {
+            rank: Some(rank),
+            ..self
+        }
     }
 
     /// The spin policy of this handle.
@@ -169,6 +245,10 @@ impl<'a> Barrier<'a> {
     }
 
     /// Sets up the barrier for `parties` participants and clears any poison.
+    ///
+    /// With a tree and more than four parties, the arrivals are counted in
+    /// the tree (four participants per leaf, or more when the tree has too
+    /// few lines for that); otherwise in the state's one line.
     ///
     /// Call it once before the participants start (a fresh, zero-filled
     /// state has no parties) and only while nobody waits: resetting under a
@@ -181,25 +261,54 @@ impl<'a> Barrier<'a> {
     ///
     /// [`Error::InvalidParties`] unless `1 <= parties <= MAX_PARTIES`.
     pub fn reset(&self, parties: u32) -> Result<()> {
-        if parties == 0 || parties > MAX_PARTIES {
-            return Err(Error::InvalidParties {
-                parties,
-                max: MAX_PARTIES,
-            });
+        check_parties(parties)?;
+        self.reset_to(parties, Shape::choose(parties, self.nodes.len()));
+        Ok(())
+    }
+
+    /// Like [`reset`](Self::reset), with a tree of `leaves` leaves (0: the
+    /// central counter) even where `reset` would choose another shape, so
+    /// that models with two or three threads exercise the tree.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParties`] for an impossible count, or a tree that this
+    /// handle's lines cannot hold.
+    #[cfg(loom)]
+    pub fn reset_with_leaves(&self, parties: u32, leaves: u32) -> Result<()> {
+        check_parties(parties)?;
+        let shape = match leaves {
+            0 => None,
+            _ => Some(
+                Shape::new(parties, leaves, self.nodes.len()).ok_or(Error::InvalidParties {
+                    parties,
+                    max: MAX_PARTIES,
+                })?,
+            ),
+        };
+        self.reset_to(parties, shape);
+        Ok(())
+    }
+
+    fn reset_to(&self, parties: u32, shape: Option<Shape>) {
+        let epoch = &self.state.epoch;
+        let next = next_generation(epoch.load(Ordering::Relaxed));
+        if let Some(shape) = shape {
+            for node in &self.nodes[..shape.lines()] {
+                node.reset(next);
+            }
         }
         self.state.parties.store(parties, Ordering::Relaxed);
+        self.state
+            .leaves
+            .store(shape.map_or(0, Shape::leaves), Ordering::Relaxed);
         self.state.count.store(0, Ordering::Relaxed);
-        // Release: whoever reads this epoch sees the parties and count above.
+        // Release: whoever reads this epoch sees everything stored above.
         // The generation moves on so a (misused) waiter cannot miss the reset.
-        let old = self.state.epoch.load(Ordering::Relaxed);
-        let old = self
-            .state
-            .epoch
-            .swap(old.wrapping_add(1) & GENERATION_MASK, Ordering::AcqRel);
+        let old = epoch.swap(next, Ordering::AcqRel);
         if old & SLEEPERS != 0 {
-            futex::wake(&self.state.epoch, u32::MAX);
+            futex::wake(epoch, u32::MAX);
         }
-        Ok(())
     }
 
     /// The number of participants set by the last [`reset`](Self::reset)
@@ -212,8 +321,16 @@ impl<'a> Barrier<'a> {
     /// snapshot, for a supervisor that knows who else can still arrive
     /// (the runtime poisons a barrier whose missing participants have
     /// finished their work and will never arrive).
+    ///
+    /// A handle without the tree reads 0 for a barrier set up with one.
     pub fn arrived(&self) -> u32 {
-        self.state.count.load(Ordering::Acquire)
+        let state = self.state;
+        let generation = state.epoch.load(Ordering::Acquire) & GENERATION_MASK;
+        match self.shape() {
+            Ok(None) => state.count.load(Ordering::Acquire),
+            Ok(Some(shape)) => shape.arrived(self.nodes, generation),
+            Err(()) => 0,
+        }
     }
 
     /// Waits until all participants have called `wait` in this generation.
@@ -224,7 +341,10 @@ impl<'a> Barrier<'a> {
     /// # Errors
     ///
     /// * [`Error::BarrierPoisoned`] when the barrier is or becomes poisoned
-    ///   before this generation completes (at once if it already is).
+    ///   before this generation completes (at once if it already is), and
+    ///   when more participants arrive in one generation than it was set up
+    ///   for, or this handle lacks the tree the barrier was set up with
+    ///   (then this call poisons it).
     /// * [`Error::InvalidParties`] when the barrier was never
     ///   [`reset`](Self::reset).
     /// * [`Error::Futex`] if the futex system call fails, which cannot happen
@@ -259,18 +379,47 @@ impl<'a> Barrier<'a> {
     /// [`Error::BarrierPoisoned`], and later waits fail at once, until the
     /// next [`reset`](Self::reset).
     ///
-    /// Only async-signal-safe operations are involved (an atomic operation
-    /// and a futex wake), so a signal handler or a forked child may call it.
+    /// Only async-signal-safe operations are involved (atomic operations and
+    /// futex wakes), so a signal handler or a forked child may call it. A
+    /// handle without the tree cannot reach the tree's sleepers: poison a
+    /// barrier set up with a tree through a handle that carries it.
     pub fn poison(&self) {
         self.state.epoch.fetch_or(POISONED, Ordering::AcqRel);
         // Always wake: a waiter that set the sleepers bit before our fetch_or
         // must not be left behind, and poisoning is rare.
         futex::wake(&self.state.epoch, u32::MAX);
+        self.poison_tree();
     }
 
     /// Whether the barrier is poisoned.
     pub fn is_poisoned(&self) -> bool {
         self.state.epoch.load(Ordering::Acquire) & POISONED != 0
+    }
+
+    /// The recorded tree, if any: `Err` when this handle cannot follow it
+    /// (no tree, too few lines, or a corrupt shape).
+    fn shape(&self) -> Result<Option<Shape>, ()> {
+        let leaves = self.state.leaves.load(Ordering::Relaxed);
+        if leaves == 0 {
+            return Ok(None);
+        }
+        let parties = self.state.parties.load(Ordering::Relaxed);
+        Shape::new(parties, leaves, self.nodes.len()).map(Some).ok_or(())
+    }
+
+    /// Passes the poison on to the tree's sleepers (after `epoch` has it).
+    fn poison_tree(&self) {
+        if self.state.leaves.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // A shape this handle cannot follow: poison every line it has.
+        let lines = match self.shape() {
+            Ok(Some(shape)) => shape.lines(),
+            _ => self.nodes.len(),
+        };
+        for node in &self.nodes[..lines] {
+            node.poison();
+        }
     }
 
     fn spin_budget(&self, parties: u32) -> u32 {
@@ -292,31 +441,32 @@ impl<'a> Barrier<'a> {
         }
         let generation = start & GENERATION_MASK;
         let parties = state.parties.load(Ordering::Relaxed);
-        if parties == 0 || parties > MAX_PARTIES {
-            return Err(Error::InvalidParties {
-                parties,
-                max: MAX_PARTIES,
-            });
+        check_parties(parties)?;
+        let leaves = state.leaves.load(Ordering::Relaxed);
+        if leaves != 0 {
+            return self.wait_in_tree(generation, parties, leaves, deadline);
         }
         let arrived = state.count.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
         if arrived == parties {
-            return self.complete(generation);
+            // Happens-before the next generation's increments through the
+            // epoch CAS (Release) and the waiters' epoch loads (Acquire).
+            state.count.store(0, Ordering::Relaxed);
+            self.open_next(generation)?;
+            return Ok(BarrierWaitResult { leader: true });
         }
         if arrived > parties {
             // More callers than parties: the barrier cannot mean anything.
             self.poison();
             return Err(Error::BarrierPoisoned);
         }
-        self.await_generation(generation, parties, deadline)
+        self.await_generation(generation, parties, deadline, None)
     }
 
-    /// The leader's part: open the next generation unless poisoned.
-    fn complete(&self, generation: u32) -> Result<BarrierWaitResult> {
+    /// The leader's part: move `epoch` to the next generation, unless
+    /// poisoned, and wake whoever sleeps on it.
+    fn open_next(&self, generation: u32) -> Result<()> {
         let epoch = &self.state.epoch;
-        // Happens-before the next generation's increments through the epoch
-        // CAS (Release) and the waiters' epoch loads (Acquire).
-        self.state.count.store(0, Ordering::Relaxed);
-        let next = generation.wrapping_add(1) & GENERATION_MASK;
+        let next = next_generation(generation);
         let mut current = epoch.load(Ordering::Relaxed);
         loop {
             if current & POISONED != 0 {
@@ -332,15 +482,17 @@ impl<'a> Barrier<'a> {
         if current & SLEEPERS != 0 {
             futex::wake(epoch, u32::MAX);
         }
-        Ok(BarrierWaitResult { leader: true })
+        Ok(())
     }
 
-    /// A non-leader's part: spin, then sleep, until the generation changes.
+    /// A non-leader's part: spin on `epoch`, then sleep (on `epoch`, or on
+    /// `node`'s word in a tree), until the generation changes.
     fn await_generation(
         &self,
         generation: u32,
         parties: u32,
         deadline: Option<(Instant, Duration)>,
+        node: Option<&BarrierNode>,
     ) -> Result<BarrierWaitResult> {
         let epoch = &self.state.epoch;
         let mut spins = self.spin_budget(parties);
@@ -371,15 +523,40 @@ impl<'a> Barrier<'a> {
                     Some(left)
                 }
             };
-            let expected = current | SLEEPERS;
-            if current != expected
-                && epoch
-                    .compare_exchange(current, expected, Ordering::Relaxed, Ordering::Relaxed)
+            let (word, seen) = match node {
+                None => (epoch, current),
+                Some(node) => {
+                    let seen = node.word.load(Ordering::Acquire);
+                    if seen & GENERATION_MASK == next_generation(generation) {
+                        // Released: the generation completed.
+                        return Ok(BarrierWaitResult { leader: false });
+                    }
+                    if seen & POISONED != 0 {
+                        // The poisoner marked `epoch` before this word, and
+                        // our Acquire load of its mark makes that visible: a
+                        // generation that completed first shows as changed.
+                        let now = epoch.load(Ordering::Acquire);
+                        if now & GENERATION_MASK != generation {
+                            return Ok(BarrierWaitResult { leader: false });
+                        }
+                        if now & POISONED != 0 {
+                            return Err(Error::BarrierPoisoned);
+                        }
+                        // Marked by something other than a poisoner: a
+                        // foreign write. Sleep on it all the same.
+                    }
+                    (&node.word, seen)
+                }
+            };
+            let expected = seen | SLEEPERS;
+            if seen != expected
+                && word
+                    .compare_exchange(seen, expected, Ordering::Relaxed, Ordering::Relaxed)
                     .is_err()
             {
                 continue;
             }
-            match futex::wait(epoch, expected, timeout) {
+            match futex::wait(word, expected, timeout) {
                 // Every outcome means "look again"; on timeout the next
                 // iteration finds no time left and takes the timeout path.
                 Ok(
@@ -414,6 +591,7 @@ impl<'a> Barrier<'a> {
             match epoch.compare_exchange(current, current | POISONED, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     futex::wake(epoch, u32::MAX);
+                    self.poison_tree();
                     return Err(Error::Timeout {
                         op: "barrier wait",
                         after,
@@ -425,185 +603,13 @@ impl<'a> Barrier<'a> {
     }
 }
 
-/// Reads `epoch` for tests in this crate.
-#[cfg(all(test, not(loom)))]
-fn generation_of(state: &BarrierState) -> u32 {
-    state.epoch.load(Ordering::Acquire) & GENERATION_MASK
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    #[test]
-    fn a_fresh_barrier_has_no_parties() {
-        let state = BarrierState::new();
-        let barrier = Barrier::new(&state);
-        assert_eq!(barrier.parties(), 0);
-        assert!(matches!(
-            barrier.wait(),
-            Err(Error::InvalidParties { parties: 0, .. })
-        ));
-    }
-
-    #[test]
-    fn reset_rejects_impossible_counts() {
-        let state = BarrierState::new();
-        let barrier = Barrier::new(&state);
-        assert!(matches!(
-            barrier.reset(0),
-            Err(Error::InvalidParties {
-                parties: 0,
-                max: MAX_PARTIES
-            })
-        ));
-        assert!(barrier.reset(MAX_PARTIES + 1).is_err());
-        barrier.reset(MAX_PARTIES).unwrap();
-        assert_eq!(barrier.parties(), MAX_PARTIES);
-    }
-
-    #[test]
-    fn a_single_party_leads_every_generation() {
-        let state = BarrierState::new();
-        let barrier = Barrier::new(&state);
-        barrier.reset(1).unwrap();
-        let before = generation_of(&state);
-        for _ in 0..10 {
-            assert!(barrier.wait().unwrap().is_leader());
-        }
-        assert_eq!(generation_of(&state), before + 10);
-    }
-
-    fn run_rounds(threads: u32, rounds: usize, policy: SpinPolicy) {
-        let state = BarrierState::new();
-        Barrier::new(&state).reset(threads).unwrap();
-        let arrivals: Vec<AtomicUsize> = (0..rounds).map(|_| AtomicUsize::new(0)).collect();
-        let leaders: Vec<AtomicUsize> = (0..rounds).map(|_| AtomicUsize::new(0)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    let barrier = Barrier::with_spin(&state, policy);
-                    for round in 0..rounds {
-                        arrivals[round].fetch_add(1, Ordering::Relaxed);
-                        let result = barrier.wait_timeout(Duration::from_secs(60)).unwrap();
-                        if result.is_leader() {
-                            leaders[round].fetch_add(1, Ordering::Relaxed);
-                        }
-                        // Relaxed on purpose: the barrier must provide the ordering.
-                        assert_eq!(arrivals[round].load(Ordering::Relaxed), threads as usize);
-                    }
-                });
-            }
-        });
-        for leader_count in &leaders {
-            assert_eq!(leader_count.load(Ordering::Relaxed), 1);
-        }
-    }
-
-    #[test]
-    fn nobody_passes_early_and_one_leader_per_generation() {
-        run_rounds(4, 500, SpinPolicy::Adaptive);
-    }
-
-    #[test]
-    fn sleeping_only_barrier_works() {
-        run_rounds(3, 300, SpinPolicy::Never);
-    }
-
-    #[test]
-    fn oversubscribed_spinning_barrier_works() {
-        run_rounds(6, 200, SpinPolicy::Fixed(50));
-    }
-
-    #[test]
-    fn the_generation_wraps_without_poisoning() {
-        let state = BarrierState::new();
-        Barrier::new(&state).reset(2).unwrap();
-        state.epoch.store(GENERATION_MASK - 2, Ordering::Relaxed);
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                s.spawn(|| {
-                    let barrier = Barrier::with_spin(&state, SpinPolicy::Never);
-                    for _ in 0..6 {
-                        barrier.wait().unwrap();
-                    }
-                });
-            }
-        });
-        assert_eq!(generation_of(&state), 3);
-        assert!(!Barrier::new(&state).is_poisoned());
-    }
-
-    #[test]
-    fn poison_releases_every_waiter_and_later_waits_fail_fast() {
-        let state = BarrierState::new();
-        let barrier = Barrier::new(&state);
-        barrier.reset(4).unwrap();
-        let started = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            let waiters: Vec<_> = (0..3)
-                .map(|_| {
-                    s.spawn(|| {
-                        started.fetch_add(1, Ordering::Relaxed);
-                        Barrier::with_spin(&state, SpinPolicy::Never).wait()
-                    })
-                })
-                .collect();
-            while started.load(Ordering::Relaxed) < 3 {
-                std::thread::yield_now();
-            }
-            barrier.poison();
-            for waiter in waiters {
-                assert!(matches!(waiter.join().unwrap(), Err(Error::BarrierPoisoned)));
-            }
-        });
-        assert!(barrier.is_poisoned());
-        assert!(matches!(barrier.wait(), Err(Error::BarrierPoisoned)));
-        barrier.reset(1).unwrap();
-        assert!(!barrier.is_poisoned());
-        assert!(barrier.wait().unwrap().is_leader());
-    }
-
-    #[test]
-    fn a_timeout_poisons_the_barrier() {
-        let state = BarrierState::new();
-        let barrier = Barrier::with_spin(&state, SpinPolicy::Fixed(10));
-        barrier.reset(2).unwrap();
-        match barrier.wait_timeout(Duration::from_millis(20)) {
-            Err(Error::Timeout { op, after }) => {
-                assert_eq!(op, "barrier wait");
-                assert_eq!(after, Duration::from_millis(20));
-            }
-            other => panic!("expected a timeout, got {other:?}"),
-        }
-        assert!(barrier.is_poisoned());
-        assert!(matches!(barrier.wait(), Err(Error::BarrierPoisoned)));
-    }
-
-    #[test]
-    fn a_timeout_releases_the_other_waiters_with_poison() {
-        let state = BarrierState::new();
-        Barrier::new(&state).reset(3).unwrap();
-        std::thread::scope(|s| {
-            let patient = s.spawn(|| Barrier::with_spin(&state, SpinPolicy::Never).wait());
-            let impatient = s.spawn(|| {
-                Barrier::with_spin(&state, SpinPolicy::Never).wait_timeout(Duration::from_millis(30))
-            });
-            assert!(matches!(impatient.join().unwrap(), Err(Error::Timeout { .. })));
-            assert!(matches!(patient.join().unwrap(), Err(Error::BarrierPoisoned)));
+/// `Ok` for a participant count a barrier can be set up for.
+fn check_parties(parties: u32) -> Result<()> {
+    if parties == 0 || parties > MAX_PARTIES {
+        return Err(Error::InvalidParties {
+            parties,
+            max: MAX_PARTIES,
         });
     }
-
-    #[test]
-    fn too_many_callers_poison_instead_of_corrupting() {
-        let state = BarrierState::new();
-        let barrier = Barrier::new(&state);
-        barrier.reset(2).unwrap();
-        // Two extra arrivals in one generation: impossible with 2 parties
-        // calling once each, so the barrier must refuse.
-        state.count.store(2, Ordering::Relaxed);
-        assert!(matches!(barrier.wait(), Err(Error::BarrierPoisoned)));
-        assert!(barrier.is_poisoned());
-    }
+    Ok(())
 }
