@@ -1,5 +1,6 @@
-//! Loom models of the in-segment barrier, lock and event word, and of the
-//! pool's post/done job cycle built on the event word.
+//! Loom models of the in-segment barrier (central and combining tree), lock
+//! and event word, and of the pool's post/done job cycle built on the event
+//! word.
 //!
 //! Run with
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmpar-core --test loom_sync --release`.
@@ -18,7 +19,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::thread;
 use shmpar_core::Error;
-use shmpar_core::sync::{Barrier, BarrierState, Event, LockState, ShmLock, SpinPolicy};
+use shmpar_core::sync::{Barrier, BarrierState, BarrierTree, Event, LockState, ShmLock, SpinPolicy};
 
 /// A model checker with a preemption bound (`None`: exhaustive), chosen per
 /// model so the whole file stays within about a minute on two cores.
@@ -37,19 +38,63 @@ impl Slots {
     }
 }
 
+/// How a model's participants count their arrivals.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// The head's counter (a handle without a tree).
+    Central,
+    /// A tree of this many leaves (inner nodes have two children under
+    /// loom); participants pass their ranks when `ranked`, else they all
+    /// start at leaf 0 (loom has no CPU number) and probe.
+    Tree { leaves: u32, ranked: bool },
+}
+
+/// A barrier's state and tree, shared by a model's threads.
+struct Shared {
+    state: BarrierState,
+    tree: BarrierTree,
+    layout: Layout,
+}
+
+impl Shared {
+    /// A barrier for `parties`, set up as `layout` says.
+    fn new(parties: u32, layout: Layout) -> Arc<Self> {
+        let shared = Arc::new(Self {
+            state: BarrierState::new(),
+            tree: BarrierTree::new(),
+            layout,
+        });
+        let barrier = shared.handle(0, SpinPolicy::Never);
+        match layout {
+            Layout::Central => barrier.reset(parties).unwrap(),
+            Layout::Tree { leaves, .. } => barrier.reset_with_leaves(parties, leaves).unwrap(),
+        }
+        shared
+    }
+
+    /// Participant `rank`'s handle.
+    fn handle(&self, rank: u32, policy: SpinPolicy) -> Barrier<'_> {
+        let barrier = Barrier::with_spin(&self.state, policy);
+        match self.layout {
+            Layout::Central => barrier,
+            Layout::Tree { ranked: true, .. } => barrier.with_tree(&self.tree).with_rank(rank),
+            Layout::Tree { ranked: false, .. } => barrier.with_tree(&self.tree),
+        }
+    }
+}
+
 /// `threads` participants pass `generations` generations. Each writes its
 /// slot before every wait and reads every slot after it (a data race unless
 /// the barrier orders them), and the leaders are counted per generation.
-fn barrier_generations(threads: usize, generations: usize, policy: SpinPolicy) {
-    let state = Arc::new(BarrierState::new());
-    Barrier::new(&state).reset(threads as u32).unwrap();
+fn barrier_generations(threads: usize, generations: usize, policy: SpinPolicy, layout: Layout) {
+    let shared = Shared::new(threads as u32, layout);
     let slots = Arc::new(Slots::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|me| {
-            let state = Arc::clone(&state);
+            let shared = Arc::clone(&shared);
             let slots = Arc::clone(&slots);
             thread::spawn(move || {
-                let barrier = Barrier::with_spin(&state, policy);
+                let barrier = shared.handle(me as u32, policy);
                 let mut leader_of = Vec::new();
                 for generation in 0..generations {
                     slots.0[me].with_mut(|p| {
@@ -77,61 +122,177 @@ fn barrier_generations(threads: usize, generations: usize, policy: SpinPolicy) {
         let leaders = per_thread.iter().filter(|l| l[generation]).count();
         assert_eq!(leaders, 1, "generation {generation} had {leaders} leaders");
     }
+    assert!(!shared.handle(0, SpinPolicy::Never).is_poisoned());
 }
 
 #[test]
 fn barrier_two_threads_two_generations() {
-    checker(Some(4)).check(|| barrier_generations(2, 2, SpinPolicy::Never));
+    checker(Some(4)).check(|| barrier_generations(2, 2, SpinPolicy::Never, Layout::Central));
 }
 
 #[test]
 fn barrier_two_threads_with_a_spin() {
-    checker(Some(4)).check(|| barrier_generations(2, 1, SpinPolicy::Fixed(1)));
+    checker(Some(4)).check(|| barrier_generations(2, 1, SpinPolicy::Fixed(1), Layout::Central));
 }
 
 #[test]
 fn barrier_three_threads() {
-    checker(Some(2)).check(|| barrier_generations(3, 1, SpinPolicy::Never));
+    checker(Some(2)).check(|| barrier_generations(3, 1, SpinPolicy::Never, Layout::Central));
+}
+
+/// Two leaves of one and the root: each participant fills its leaf and
+/// climbs; one sleeps on the root's word, and the leader releases it and
+/// its own leaf. Over two generations (four waits), so the counts' tags
+/// and the nodes' generations roll over.
+#[test]
+fn tree_two_threads_two_generations() {
+    let layout = Layout::Tree {
+        leaves: 2,
+        ranked: true,
+    };
+    checker(Some(4)).check(move || barrier_generations(2, 2, SpinPolicy::Never, layout));
+}
+
+/// Both participants start at leaf 0: one of them finds it full and moves
+/// on, taking its increment back or having it wiped by the filler.
+#[test]
+fn tree_two_threads_probing() {
+    let layout = Layout::Tree {
+        leaves: 2,
+        ranked: false,
+    };
+    checker(Some(3)).check(move || barrier_generations(2, 1, SpinPolicy::Never, layout));
+}
+
+/// One leaf that is the root: the waiter sleeps on a node word, released by
+/// the leader.
+#[test]
+fn tree_two_threads_one_leaf() {
+    let layout = Layout::Tree {
+        leaves: 1,
+        ranked: true,
+    };
+    checker(Some(3)).check(move || barrier_generations(2, 2, SpinPolicy::Never, layout));
+}
+
+/// A spinning waiter in a tree (one spin: a yield and one more look).
+#[test]
+fn tree_two_threads_with_a_spin() {
+    let layout = Layout::Tree {
+        leaves: 2,
+        ranked: true,
+    };
+    checker(Some(3)).check(move || barrier_generations(2, 1, SpinPolicy::Fixed(1), layout));
+}
+
+/// Three leaves, two inner nodes, the root: three levels, so a sleeper at
+/// an inner node is woken by a participant that was itself woken, and data
+/// passes through two climbs.
+#[test]
+fn tree_three_threads_three_levels() {
+    let layout = Layout::Tree {
+        leaves: 3,
+        ranked: true,
+    };
+    checker(Some(2)).check(move || barrier_generations(3, 1, SpinPolicy::Never, layout));
+}
+
+/// Two leaves over three participants (one leaf of two, one of one): a
+/// sleeper at a leaf, and a climber that sleeps at the root.
+#[test]
+fn tree_three_threads_shared_leaf() {
+    let layout = Layout::Tree {
+        leaves: 2,
+        ranked: true,
+    };
+    checker(Some(2)).check(move || barrier_generations(3, 1, SpinPolicy::Never, layout));
+}
+
+/// Two waiters sleep (or are about to) while a third participant poisons:
+/// both are released with an error, and a later wait fails at once.
+fn poison_releases(layout: Layout) {
+    let shared = Shared::new(3, layout);
+    let waiters: Vec<_> = (0..2)
+        .map(|rank| {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || shared.handle(rank, SpinPolicy::Never).wait())
+        })
+        .collect();
+    let barrier = shared.handle(2, SpinPolicy::Adaptive);
+    barrier.poison();
+    for waiter in waiters {
+        assert!(matches!(waiter.join().unwrap(), Err(Error::BarrierPoisoned)));
+    }
+    assert!(matches!(barrier.wait(), Err(Error::BarrierPoisoned)));
 }
 
 #[test]
 fn poison_releases_every_waiter() {
-    checker(Some(4)).check(|| {
-        let state = Arc::new(BarrierState::new());
-        Barrier::new(&state).reset(3).unwrap();
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let state = Arc::clone(&state);
-                thread::spawn(move || Barrier::with_spin(&state, SpinPolicy::Never).wait())
-            })
-            .collect();
-        let barrier = Barrier::new(&state);
-        barrier.poison();
-        for waiter in waiters {
-            assert!(matches!(waiter.join().unwrap(), Err(Error::BarrierPoisoned)));
-        }
-        assert!(matches!(barrier.wait(), Err(Error::BarrierPoisoned)));
-    });
+    checker(Some(4)).check(|| poison_releases(Layout::Central));
+}
+
+/// In a tree of two leaves over three: one waiter at the leaf of two, one
+/// that may climb to the root (when it arrives second at that leaf).
+#[test]
+fn poison_releases_every_waiter_in_a_tree() {
+    let layout = Layout::Tree {
+        leaves: 2,
+        ranked: true,
+    };
+    checker(Some(3)).check(move || poison_releases(layout));
+}
+
+/// A zero timeout in the model times out as soon as the waiter would sleep.
+/// Either the generation completed for both, or neither passed.
+fn timeout_and_completion(layout: Layout) {
+    let shared = Shared::new(2, layout);
+    let other = {
+        let shared = Arc::clone(&shared);
+        thread::spawn(move || shared.handle(1, SpinPolicy::Never).wait())
+    };
+    let mine = shared.handle(0, SpinPolicy::Never).wait_timeout(Duration::ZERO);
+    let theirs = other.join().unwrap();
+    match (&mine, &theirs) {
+        (Ok(a), Ok(b)) => assert!(a.is_leader() != b.is_leader()),
+        (Err(Error::Timeout { .. }), Err(Error::BarrierPoisoned)) => {}
+        _ => panic!("inconsistent outcomes: {mine:?} and {theirs:?}"),
+    }
 }
 
 #[test]
 fn a_timeout_and_a_completion_agree() {
-    // A zero timeout in the model times out as soon as the waiter would
-    // sleep. Either the generation completed for both, or neither passed.
-    checker(None).check(|| {
-        let state = Arc::new(BarrierState::new());
-        Barrier::new(&state).reset(2).unwrap();
-        let other = {
-            let state = Arc::clone(&state);
-            thread::spawn(move || Barrier::with_spin(&state, SpinPolicy::Never).wait())
+    checker(None).check(|| timeout_and_completion(Layout::Central));
+}
+
+/// The same in a tree: the timed-out waiter sleeps on the root's word, the
+/// completion is decided on `epoch`, and the poison must reach the node.
+#[test]
+fn a_timeout_and_a_completion_agree_in_a_tree() {
+    let layout = Layout::Tree {
+        leaves: 2,
+        ranked: true,
+    };
+    checker(None).check(move || timeout_and_completion(layout));
+}
+
+/// A participant times out while another sleeps in the tree (at the leaf
+/// they share, or at the root when it climbed) and a third never comes: the
+/// timeout's poison must reach the sleeper's node.
+#[test]
+fn a_timeout_releases_a_sleeper_in_a_tree() {
+    let layout = Layout::Tree {
+        leaves: 2,
+        ranked: true,
+    };
+    checker(Some(3)).check(move || {
+        let shared = Shared::new(3, layout);
+        let patient = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || shared.handle(0, SpinPolicy::Never).wait())
         };
-        let mine = Barrier::with_spin(&state, SpinPolicy::Never).wait_timeout(std::time::Duration::ZERO);
-        let theirs = other.join().unwrap();
-        match (&mine, &theirs) {
-            (Ok(a), Ok(b)) => assert!(a.is_leader() != b.is_leader()),
-            (Err(Error::Timeout { .. }), Err(Error::BarrierPoisoned)) => {}
-            _ => panic!("inconsistent outcomes: {mine:?} and {theirs:?}"),
-        }
+        let impatient = shared.handle(1, SpinPolicy::Never).wait_timeout(Duration::ZERO);
+        assert!(matches!(impatient, Err(Error::Timeout { .. })), "{impatient:?}");
+        assert!(matches!(patient.join().unwrap(), Err(Error::BarrierPoisoned)));
     });
 }
 
