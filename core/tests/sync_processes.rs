@@ -1,4 +1,5 @@
-//! The barrier and the lock across real processes.
+//! The barrier (central and combining tree) and the lock across real
+//! processes.
 //!
 //! The states live in an anonymous `MAP_SHARED` mapping inherited over
 //! `fork`, so the futexes are shared across address spaces exactly as in a
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use shmpar_core::Error;
-use shmpar_core::sync::{Barrier, BarrierState, LockState, ShmLock, SpinPolicy};
+use shmpar_core::sync::{Barrier, BarrierState, BarrierTree, LockState, ShmLock, SpinPolicy};
 
 /// Seconds after which a child that should long be done kills itself.
 const CHILD_ALARM_SECS: u32 = 60;
@@ -183,14 +184,39 @@ const MAX_ROUNDS: usize = 20_000;
 #[repr(C)]
 struct BarrierArena {
     barrier: BarrierState,
+    tree: BarrierTree,
     arrivals: [AtomicU32; MAX_ROUNDS],
     leaders: [AtomicU32; MAX_ROUNDS],
     started: AtomicU32,
 }
 
 fn barrier_arena() -> SharedMapping<BarrierArena> {
-    // SAFETY: BarrierArena is atomics and a BarrierState: all zero-valid.
+    // SAFETY: BarrierArena is atomics, a BarrierState and a BarrierTree:
+    // all zero-valid.
     unsafe { SharedMapping::zeroed() }
+}
+
+/// How the participants of a test hold their handles.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// No tree: the central counter.
+    Central,
+    /// The tree, each participant with its rank.
+    Ranked,
+    /// The tree, each participant starting from its CPU.
+    Unranked,
+}
+
+impl BarrierArena {
+    /// Participant `rank`'s handle.
+    fn handle(&self, kind: Kind, policy: SpinPolicy, rank: u32) -> Barrier<'_> {
+        let barrier = Barrier::with_spin(&self.barrier, policy);
+        match kind {
+            Kind::Central => barrier,
+            Kind::Ranked => barrier.with_tree(&self.tree).with_rank(rank),
+            Kind::Unranked => barrier.with_tree(&self.tree),
+        }
+    }
 }
 
 // Exit codes of barrier children.
@@ -203,16 +229,17 @@ const NO_TIMEOUT: i32 = 5;
 /// `processes` processes pass `rounds` generations; each increments the
 /// round's arrival counter before waiting and, after, checks that everybody
 /// arrived (a barrier that lets anyone through early fails this).
-fn barrier_rounds(processes: u32, rounds: usize, policy: SpinPolicy) {
+fn barrier_rounds(processes: u32, rounds: usize, policy: SpinPolicy, kind: Kind) {
     assert!(rounds <= MAX_ROUNDS);
     let arena = barrier_arena();
     let shared = arena.get();
     // Made before forking: the adaptive policy asks std for the CPU count.
-    let barrier = Barrier::with_spin(&shared.barrier, policy);
+    let barrier = shared.handle(kind, policy, 0);
     barrier.reset(processes).unwrap();
     let mut children = Children::new();
-    for _ in 0..processes {
+    for rank in 0..processes {
         children.spawn(|| {
+            let barrier = shared.handle(kind, policy, rank);
             for round in 0..rounds {
                 shared.arrivals[round].fetch_add(1, Ordering::Relaxed);
                 match barrier.wait_timeout(GENEROUS) {
@@ -240,55 +267,91 @@ fn barrier_rounds(processes: u32, rounds: usize, policy: SpinPolicy) {
 
 #[test]
 fn barrier_holds_two_processes_together() {
-    barrier_rounds(2, 20_000, SpinPolicy::Adaptive);
+    barrier_rounds(2, 20_000, SpinPolicy::Adaptive, Kind::Central);
 }
 
 #[test]
 fn barrier_holds_four_processes_together() {
-    barrier_rounds(4, 10_000, SpinPolicy::Adaptive);
+    barrier_rounds(4, 10_000, SpinPolicy::Adaptive, Kind::Central);
 }
 
 #[test]
 fn barrier_holds_eight_processes_together() {
-    barrier_rounds(8, 5_000, SpinPolicy::Adaptive);
+    barrier_rounds(8, 5_000, SpinPolicy::Adaptive, Kind::Central);
 }
 
 #[test]
 fn barrier_holds_processes_together_when_only_sleeping() {
-    barrier_rounds(3, 5_000, SpinPolicy::Never);
+    barrier_rounds(3, 5_000, SpinPolicy::Never, Kind::Central);
 }
 
 #[test]
-fn poison_releases_every_blocked_process() {
+fn a_tree_holds_ranked_processes_together() {
+    barrier_rounds(8, 5_000, SpinPolicy::Adaptive, Kind::Ranked);
+}
+
+#[test]
+fn a_tree_holds_unranked_processes_together() {
+    barrier_rounds(6, 5_000, SpinPolicy::Adaptive, Kind::Unranked);
+}
+
+#[test]
+fn a_tree_holds_sixteen_processes_together() {
+    barrier_rounds(16, 2_000, SpinPolicy::Adaptive, Kind::Ranked);
+}
+
+#[test]
+fn a_tree_of_sleepers_wakes_every_process() {
+    // 21 processes: six leaves, two inner nodes and the root.
+    barrier_rounds(21, 1_000, SpinPolicy::Never, Kind::Ranked);
+}
+
+/// `parties - 1` processes block at the barrier; the parent poisons it.
+fn poison_releases_blocked_processes(parties: u32, kind: Kind) {
     let arena = barrier_arena();
     let shared = arena.get();
-    let barrier = Barrier::new(&shared.barrier);
-    barrier.reset(4).unwrap();
+    let barrier = shared.handle(kind, SpinPolicy::Adaptive, 0);
+    barrier.reset(parties).unwrap();
     let mut children = Children::new();
-    for _ in 0..3 {
+    for rank in 1..parties {
         children.spawn(|| {
             shared.started.fetch_add(1, Ordering::Relaxed);
-            match barrier.wait() {
+            match shared.handle(kind, SpinPolicy::Adaptive, rank).wait() {
                 Err(Error::BarrierPoisoned) => OK,
                 Ok(_) => NOT_POISONED,
                 Err(_) => WAIT_FAILED,
             }
         });
     }
-    assert!(eventually(|| shared.started.load(Ordering::Relaxed) == 3));
+    assert!(eventually(
+        || shared.started.load(Ordering::Relaxed) == parties - 1
+    ));
+    // The runtime's diagnosis waits for every live participant to arrive.
+    assert!(eventually(|| barrier.arrived() == parties - 1));
     barrier.poison();
     let exits = children.reap_all();
-    assert_eq!(exits, vec![Exit::Code(OK); 3]);
+    assert_eq!(exits, vec![Exit::Code(OK); parties as usize - 1]);
     assert!(barrier.is_poisoned());
     assert!(matches!(barrier.wait(), Err(Error::BarrierPoisoned)));
 }
 
 #[test]
-fn a_killed_participant_makes_a_timed_wait_fail_and_poison_the_rest() {
+fn poison_releases_every_blocked_process() {
+    poison_releases_blocked_processes(4, Kind::Central);
+}
+
+#[test]
+fn poison_releases_every_blocked_process_in_a_tree() {
+    poison_releases_blocked_processes(12, Kind::Ranked);
+}
+
+/// One of `parties` is killed before it arrives; one participant waits with
+/// a timeout, the others without.
+fn a_killed_participant_is_timed_out(parties: u32, kind: Kind) {
     let arena = barrier_arena();
     let shared = arena.get();
-    let barrier = Barrier::new(&shared.barrier);
-    barrier.reset(3).unwrap();
+    let barrier = shared.handle(kind, SpinPolicy::Adaptive, 0);
+    barrier.reset(parties).unwrap();
     let mut children = Children::new();
     let doomed = children.spawn(|| {
         // Never arrives: it is killed first.
@@ -297,23 +360,44 @@ fn a_killed_participant_makes_a_timed_wait_fail_and_poison_the_rest() {
             unsafe { libc::pause() };
         }
     });
-    let impatient = children.spawn(|| match barrier.wait_timeout(Duration::from_millis(200)) {
-        Err(Error::Timeout { .. }) => OK,
-        Err(Error::BarrierPoisoned) => NO_TIMEOUT,
-        _ => WAIT_FAILED,
+    let impatient = children.spawn(|| {
+        match shared
+            .handle(kind, SpinPolicy::Adaptive, 1)
+            .wait_timeout(Duration::from_millis(200))
+        {
+            Err(Error::Timeout { .. }) => OK,
+            Err(Error::BarrierPoisoned) => NO_TIMEOUT,
+            _ => WAIT_FAILED,
+        }
     });
-    let patient = children.spawn(|| match barrier.wait() {
-        Err(Error::BarrierPoisoned) => OK,
-        Ok(_) => NOT_POISONED,
-        Err(_) => WAIT_FAILED,
-    });
+    let patient: Vec<_> = (2..parties)
+        .map(|rank| {
+            children.spawn(|| match shared.handle(kind, SpinPolicy::Adaptive, rank).wait() {
+                Err(Error::BarrierPoisoned) => OK,
+                Ok(_) => NOT_POISONED,
+                Err(_) => WAIT_FAILED,
+            })
+        })
+        .collect();
     // SAFETY: `doomed` is our unreaped child.
     unsafe { libc::kill(doomed, libc::SIGKILL) };
     let deadline = Instant::now() + REAP_DEADLINE;
     assert_eq!(children.reap(doomed, deadline), Exit::Signal(libc::SIGKILL));
     assert_eq!(children.reap(impatient, deadline), Exit::Code(OK));
-    assert_eq!(children.reap(patient, deadline), Exit::Code(OK));
+    for pid in patient {
+        assert_eq!(children.reap(pid, deadline), Exit::Code(OK));
+    }
     assert!(barrier.is_poisoned());
+}
+
+#[test]
+fn a_killed_participant_makes_a_timed_wait_fail_and_poison_the_rest() {
+    a_killed_participant_is_timed_out(3, Kind::Central);
+}
+
+#[test]
+fn a_killed_participant_makes_a_timed_wait_in_a_tree_poison_the_rest() {
+    a_killed_participant_is_timed_out(9, Kind::Ranked);
 }
 
 #[test]
