@@ -1,14 +1,58 @@
 //! `shmpar ls`, `shmpar gc` and `shmpar inspect`: looking at segments that
 //! other processes own.
 
-use ndarray::IxDyn;
 use serde::Serialize;
-use shmpar::core::segment::{self, Location};
+use shmpar::DType;
+use shmpar::core::segment::{Location, Peek};
 use shmpar::gc::{self, SegmentInfo};
-use shmpar::{DType, Element, SharedArray};
 
 use crate::units::bytes;
 use crate::{CliError, CliResult, out};
+
+/// Whether `c` could change what a terminal shows beyond itself: a C0 or
+/// C1 control (ESC starts colour and cursor sequences, CR and LF start
+/// lines) or a bidirectional override, which reorders the text around it.
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A segment name as a table shows it, quoted as GNU `ls` quotes file
+/// names for a terminal (`--quoting-style=shell-escape`), so that no name
+/// can forge rows or colours and every quoted name pastes back into a
+/// shell: plain names as they are, names with spaces or shell
+/// metacharacters in single quotes (`'a b'`), names with control
+/// characters in ANSI-C quotes with escapes (`$'shmpar_\033[31m'`,
+/// `$'a\nb'`). JSON output keeps names exact.
+pub(crate) fn quote_name(name: &str) -> String {
+    let plain = |c: char| {
+        c.is_ascii_alphanumeric() || "_-.,+:@%/".contains(c) || (!c.is_ascii() && !is_unsafe_char(c))
+    };
+    if !name.is_empty() && name.chars().all(plain) {
+        return name.to_string();
+    }
+    if !name.chars().any(is_unsafe_char) {
+        return format!("'{}'", name.replace('\'', "'\\''"));
+    }
+    let mut quoted = String::from("$'");
+    for c in name.chars() {
+        match c {
+            '\\' => quoted.push_str("\\\\"),
+            '\'' => quoted.push_str("\\'"),
+            '\t' => quoted.push_str("\\t"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            c if is_unsafe_char(c) => {
+                let mut utf8 = [0u8; 4];
+                for b in c.encode_utf8(&mut utf8).bytes() {
+                    quoted.push_str(&format!("\\{b:03o}"));
+                }
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('\'');
+    quoted
+}
 
 fn shape_text(shape: &[usize]) -> String {
     format!("{shape:?}")
@@ -36,7 +80,7 @@ pub(crate) fn ls(json: bool) -> CliResult {
         .iter()
         .map(|s| {
             [
-                s.name.clone(),
+                quote_name(&s.name),
                 s.dtype.clone().unwrap_or_else(|| "-".into()),
                 shape_text(&s.shape),
                 bytes(s.bytes),
@@ -95,7 +139,7 @@ pub(crate) fn gc(dry_run: bool, include_persistent: bool) -> CliResult {
     for s in &orphans {
         text.push_str(&format!(
             "{verb} {} ({} {}, {}, creator pid {} is dead)\n",
-            s.name,
+            quote_name(&s.name),
             s.dtype.as_deref().unwrap_or("-"),
             shape_text(&s.shape),
             bytes(s.bytes),
@@ -160,56 +204,133 @@ struct Stats {
     std: Option<f64>,
 }
 
-/// One pass of Welford's update over the elements, as `f64`.
-fn stats_of(values: impl Iterator<Item = f64>) -> Stats {
-    let (mut count, mut nan) = (0u64, 0u64);
-    let (mut min, mut max, mut mean, mut m2) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0);
-    for x in values {
-        if x.is_nan() {
-            nan += 1;
-            continue;
+/// Welford's running count, NaN count, extremes, mean and squared
+/// deviations, fed in element order.
+#[derive(Clone, Copy, Debug)]
+struct Welford {
+    count: u64,
+    nan: u64,
+    min: f64,
+    max: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Default for Welford {
+    fn default() -> Self {
+        Welford {
+            count: 0,
+            nan: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            mean: 0.0,
+            m2: 0.0,
         }
-        count += 1;
-        min = min.min(x);
-        max = max.max(x);
-        let delta = x - mean;
-        mean += delta / count as f64;
-        m2 += delta * (x - mean);
-    }
-    let some = |v: f64| (count > 0).then_some(v);
-    Stats {
-        count,
-        nan,
-        min: some(min),
-        max: some(max),
-        mean: some(mean),
-        std: some((m2 / count as f64).sqrt()),
     }
 }
 
-/// Statistics of a segment holding `T`, attached by name.
-fn stats_typed<T: Element>(name: &str, to_f64: fn(T) -> f64) -> CliResult<Stats> {
-    let array = SharedArray::<T, IxDyn>::attach(name)?;
-    let view = array.view();
-    Ok(stats_of(view.iter().map(|&x| to_f64(x))))
+impl Welford {
+    fn extend(&mut self, values: impl Iterator<Item = f64>) {
+        for x in values {
+            if x.is_nan() {
+                self.nan += 1;
+                continue;
+            }
+            self.count += 1;
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+            let delta = x - self.mean;
+            self.mean += delta / self.count as f64;
+            self.m2 += delta * (x - self.mean);
+        }
+    }
+
+    fn finish(self) -> Stats {
+        let some = |v: f64| (self.count > 0).then_some(v);
+        Stats {
+            count: self.count,
+            nan: self.nan,
+            min: some(self.min),
+            max: some(self.max),
+            mean: some(self.mean),
+            std: some((self.m2 / self.count as f64).sqrt()),
+        }
+    }
 }
 
-fn stats_by_dtype(name: &str, dtype: DType) -> CliResult<Stats> {
-    match dtype {
-        DType::F32 => stats_typed::<f32>(name, f64::from),
-        DType::F64 => stats_typed::<f64>(name, |x| x),
-        DType::I8 => stats_typed::<i8>(name, f64::from),
-        DType::I16 => stats_typed::<i16>(name, f64::from),
-        DType::I32 => stats_typed::<i32>(name, f64::from),
-        DType::I64 => stats_typed::<i64>(name, |x| x as f64),
-        DType::U8 => stats_typed::<u8>(name, f64::from),
-        DType::U16 => stats_typed::<u16>(name, f64::from),
-        DType::U32 => stats_typed::<u32>(name, f64::from),
-        DType::U64 => stats_typed::<u64>(name, |x| x as f64),
-        other => Err(CliError::msg(format!(
-            "segment {name} holds {other} elements, which this build cannot summarize"
-        ))),
+/// One pass of Welford's update over the elements, as `f64`.
+#[cfg(test)]
+fn stats_of(values: impl Iterator<Item = f64>) -> Stats {
+    let mut acc = Welford::default();
+    acc.extend(values);
+    acc.finish()
+}
+
+/// Reads one element from its bytes, as `f64`.
+type Decode = fn(&[u8]) -> f64;
+
+/// How to read one element of each dtype from its little-endian bytes
+/// (`docs/segment-layout.md`: NumPy's `<f8`, `<i4`, ...) as `f64`.
+fn decoder(dtype: DType) -> Option<(usize, Decode)> {
+    macro_rules! le {
+        ($t:ty, $conv:expr) => {
+            (size_of::<$t>(), |b: &[u8]| {
+                let mut raw = [0u8; size_of::<$t>()];
+                raw.copy_from_slice(b);
+                let to_f64: fn($t) -> f64 = $conv;
+                to_f64(<$t>::from_le_bytes(raw))
+            })
+        };
     }
+    Some(match dtype {
+        DType::F32 => le!(f32, f64::from),
+        DType::F64 => le!(f64, |x| x),
+        DType::I8 => le!(i8, f64::from),
+        DType::I16 => le!(i16, f64::from),
+        DType::I32 => le!(i32, f64::from),
+        DType::I64 => le!(i64, |x| x as f64),
+        DType::U8 => le!(u8, f64::from),
+        DType::U16 => le!(u16, f64::from),
+        DType::U32 => le!(u32, f64::from),
+        DType::U64 => le!(u64, |x| x as f64),
+        _ => return None,
+    })
+}
+
+/// Statistics of the segment's elements, read with `pread` block by block
+/// (`Peek::read_data`), never mapped: a foreign segment's owner may shrink
+/// it meanwhile, which makes the read fail ([`shmpar::core::Error::Truncated`])
+/// instead of killing this process with SIGBUS, as a mapping would.
+fn stats_of_segment(peek: &Peek, name: &str) -> CliResult<Stats> {
+    let layout = peek.layout();
+    let (size, decode) = decoder(layout.dtype).ok_or_else(|| {
+        CliError::msg(format!(
+            "segment {name} holds {} elements, which this build cannot summarize",
+            layout.dtype
+        ))
+    })?;
+    let total = layout.elements().saturating_mul(size);
+    // 1 MiB a read, a whole number of elements.
+    let mut block = vec![0u8; (1 << 20) / size * size];
+    let mut values: Vec<f64> = Vec::with_capacity(block.len() / size);
+    let mut acc = Welford::default();
+    let mut offset = 0;
+    while offset < total {
+        let want = block.len().min(total - offset);
+        // A short read is an error (`Truncated`); fewer than one element
+        // means the header promised more data than there is.
+        let got = peek.read_data(offset, &mut block[..want])? / size * size;
+        if got == 0 {
+            return Err(CliError::msg(format!(
+                "segment {name} ends {offset} bytes into its {total} bytes of data"
+            )));
+        }
+        values.clear();
+        values.extend(block[..got].chunks_exact(size).map(decode));
+        acc.extend(values.iter().copied());
+        offset += got;
+    }
+    Ok(acc.finish())
 }
 
 /// `shmpar inspect NAME [--json]`.
@@ -217,10 +338,12 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
     let name = name.strip_prefix("/dev/shm/").unwrap_or(name);
     let name = name.strip_prefix('/').unwrap_or(name);
     let location = Location::shm(name)?;
-    let layout = segment::peek(&location)?;
+    // Read, never mapped: see `stats_of_segment`.
+    let peek = Peek::open(&location)?;
+    let layout = peek.layout().clone();
     let info =
         gc::info(name).ok_or_else(|| CliError::msg(format!("segment {name} is not a shmpar segment")))?;
-    let stats = stats_by_dtype(name, layout.dtype)?;
+    let stats = stats_of_segment(&peek, name)?;
     let report = Inspection {
         name: name.to_owned(),
         dtype: layout.dtype.name().to_owned(),
@@ -261,7 +384,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
          max          {}\n\
          mean         {}\n\
          std          {}\n",
-        report.name,
+        quote_name(&report.name),
         report.dtype,
         layout.dtype.numpy_str(),
         shape_text(&report.shape),
@@ -290,6 +413,23 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_quoted_as_gnu_ls_quotes_them() {
+        assert_eq!(quote_name("shmpar_abc-1.2"), "shmpar_abc-1.2");
+        assert_eq!(quote_name("shmpar_é"), "shmpar_é");
+        assert_eq!(quote_name("shmpar_a b"), "'shmpar_a b'");
+        assert_eq!(quote_name("shmpar_it's"), "'shmpar_it'\\''s'");
+        assert_eq!(quote_name("shmpar_$(x)"), "'shmpar_$(x)'");
+        assert_eq!(quote_name("shmpar_\u{1b}[31m"), "$'shmpar_\\033[31m'");
+        assert_eq!(quote_name("a\rb\nc\td"), "$'a\\rb\\nc\\td'");
+        assert_eq!(quote_name("a'\\\u{7f}"), "$'a\\'\\\\\\177'");
+        assert_eq!(quote_name("a\u{9b}b"), "$'a\\302\\233b'");
+        assert_eq!(quote_name("a\u{202e}b"), "$'a\\342\\200\\256b'");
+        for name in ["a\u{1b}b", "x\ny", "shmpar_\u{202e}"] {
+            assert!(!quote_name(name).chars().any(is_unsafe_char), "{name:?}");
+        }
+    }
 
     #[test]
     fn statistics_skip_nans() {

@@ -509,3 +509,142 @@ fn help_and_version_succeed() {
         }
     }
 }
+
+/// Names with control characters (ESC starts colour sequences, CR and LF
+/// start lines) are listed quoted, as GNU `ls` quotes them, so no name can
+/// forge a row of the table; JSON keeps them exact.
+#[test]
+fn ls_quotes_names_with_control_characters() {
+    let _g = shared();
+    let pid = std::process::id();
+    let names = [
+        format!("shmpar_clitest_esc\x1b[31m_{pid}"),
+        format!("shmpar_clitest_cr\rshmpar_forged_{pid}"),
+        format!("shmpar_clitest_lf\nshmpar_forged  f64  [1]  8 B  1  yes  no  ready_{pid}"),
+    ];
+    let quoted = [
+        format!("$'shmpar_clitest_esc\\033[31m_{pid}'"),
+        format!("$'shmpar_clitest_cr\\rshmpar_forged_{pid}'"),
+        format!("$'shmpar_clitest_lf\\nshmpar_forged  f64  [1]  8 B  1  yes  no  ready_{pid}'"),
+    ];
+    let arrays: Vec<SharedArray<f64, Ix1>> = names
+        .iter()
+        .map(|n| SharedArray::create_with(&SegmentOptions::new().name(n), 4).expect("create"))
+        .collect();
+    let table = ok(&["ls"]);
+    assert!(
+        !table.contains('\x1b') && !table.contains('\r'),
+        "raw control characters in the table:\n{table:?}"
+    );
+    assert!(
+        !table.lines().any(|l| l.starts_with("shmpar_forged")),
+        "a name forged a row:\n{table}"
+    );
+    for q in &quoted {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(q.as_str()))
+            .unwrap_or_else(|| panic!("{q} not listed:\n{table}"));
+        assert!(line.contains("f64") && line.contains("[4]"), "{line}");
+    }
+    let list = json(&["ls", "--json"]);
+    for n in &names {
+        assert!(
+            list.as_array().unwrap().iter().any(|s| s["name"] == n.as_str()),
+            "{n:?} not exact in JSON"
+        );
+    }
+    let report = ok(&["inspect", &names[0]]);
+    assert!(
+        report.starts_with(&format!("name         {}\n", quoted[0])),
+        "{report:?}"
+    );
+    drop(arrays);
+}
+
+/// `inspect` reads a segment with `pread`, never mapping it: a segment
+/// that its owner shrinks while it is read is an error (or a consistent
+/// read), never SIGBUS. The truncating thread cuts the object to one page
+/// and grows it back, header restored, as fast as it can, while
+/// `shmpar inspect` runs again and again in child processes.
+#[test]
+fn inspect_survives_a_segment_shrinking_under_it() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // No pool of another test may collect the file while its header is cut.
+    let _g = exclusive();
+    let seg = name("shrinking");
+    let a = SharedArray::<f64, Ix1>::create_with(&SegmentOptions::new().name(&seg).persist(true), 1 << 20)
+        .unwrap();
+    drop(a);
+    let path = PathBuf::from("/dev/shm").join(&seg);
+    let _remove = Remove(path.clone());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let size = file.metadata().unwrap().len();
+    let page = shmpar_core::header::HEADER_PAGE_SIZE as u64;
+    let mut header = vec![0u8; page as usize];
+    file.read_exact_at(&mut header, size - page).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let cutter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut cuts = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                file.set_len(4096).unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(300));
+                file.set_len(size).unwrap();
+                file.write_all_at(&header, size - page).unwrap();
+                // Whole for 1 to 15 ms: some reads start and end in one
+                // whole spell, some start in one and meet the next cut.
+                std::thread::sleep(std::time::Duration::from_micros(1000 + cuts * 7919 % 14_000));
+                cuts += 1;
+            }
+            cuts
+        })
+    };
+    let trials = 200;
+    let (mut read, mut cut_while_read, mut refused) = (0, 0, 0);
+    for _ in 0..trials {
+        let child = Command::new(env!("CARGO_BIN_EXE_shmpar"))
+            .args(["inspect", &seg])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run shmpar inspect");
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert_eq!(
+            child.status.signal(),
+            None,
+            "inspect was killed by signal {:?}; stderr: {stderr}",
+            child.status.signal()
+        );
+        match child.status.code() {
+            Some(0) => read += 1,
+            Some(1) => {
+                assert!(
+                    stderr.starts_with("shmpar: error: ") && stderr.lines().count() == 1,
+                    "{stderr}"
+                );
+                if stderr.contains("is truncated") {
+                    cut_while_read += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+            other => panic!("inspect exited with {other:?}: {stderr}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let cuts = cutter.join().unwrap();
+    assert!(cuts > 0, "the segment was never cut");
+    eprintln!(
+        "inspect vs. truncation: {trials} trials: {read} read whole, {cut_while_read} cut while read, \
+         {refused} refused at the header; {cuts} cuts"
+    );
+}
