@@ -7,7 +7,7 @@
 //! so process pools run it on their persistent workers whether they were
 //! forked or spawned, and never fork after rayon threads exist.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Ix1};
 use shmpar::{Backend, BackendKind, Ctx, Element, Pool, Serde, SharedArray};
@@ -17,6 +17,7 @@ use shmpar_kernels::reduce::{Reduction, UnaryReduction};
 use crate::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
 use crate::os;
 use crate::units::bytes;
+use crate::workload::Workload;
 use crate::{CliError, CliResult, FloatType, StartMethod};
 
 /// Relative tolerance of reductions against the serial reference: both
@@ -27,13 +28,16 @@ pub(crate) const REDUCTION_RTOL: f64 = 1e-9;
 /// The seed of the input; the input depends on it and the index only.
 pub(crate) const SEED: u64 = 0x5eed_5a9e_d00d_f00d;
 
-/// A kernel from the catalog.
+/// A kernel from the catalog, or a workload over several arrays.
 #[derive(Clone, Debug)]
 pub(crate) enum Kernel {
     /// In place: reads and writes every element.
     Map(Elementwise),
     /// Reads every element, returns a value.
     Reduce(BuiltinReduction),
+    /// A program over several arrays of its own (`triad`, `matvec`,
+    /// `kmeans`, `mandelbrot`), sized by its spec, not by `--len`.
+    Workload(Workload),
 }
 
 impl Kernel {
@@ -41,6 +45,9 @@ impl Kernel {
     pub(crate) fn parse(spec: &str) -> CliResult<Kernel> {
         use shmpar_kernels::Error as KError;
         let spec = spec.trim();
+        if let Some(workload) = Workload::parse(spec) {
+            return workload.map(Kernel::Workload);
+        }
         match spec.parse::<Elementwise>() {
             Ok(k) => return Ok(Kernel::Map(k)),
             Err(KError::UnknownKernel { .. }) => {}
@@ -49,9 +56,10 @@ impl Kernel {
         match spec.parse::<BuiltinReduction>() {
             Ok(r) => Ok(Kernel::Reduce(r)),
             Err(KError::UnknownKernel { .. }) => Err(CliError::msg(format!(
-                "unknown kernel {spec:?}; elementwise: {}; reductions: {}",
+                "unknown kernel {spec:?}; elementwise: {}; reductions: {}; workloads: {}",
                 Elementwise::NAMES.join(", "),
-                BuiltinReduction::NAMES.join(", ")
+                BuiltinReduction::NAMES.join(", "),
+                Workload::NAMES.join(", ")
             ))),
             Err(e) => Err(e.into()),
         }
@@ -62,17 +70,28 @@ impl Kernel {
         match self {
             Kernel::Map(k) => k.to_string(),
             Kernel::Reduce(r) => r.to_string(),
+            Kernel::Workload(w) => w.spec(),
+        }
+    }
+
+    /// The workload, if this is one.
+    pub(crate) fn workload(&self) -> Option<Workload> {
+        match self {
+            Kernel::Workload(w) => Some(*w),
+            _ => None,
         }
     }
 
     /// Bytes a run moves through memory: an in-place map reads and writes
-    /// each element, a reduction only reads it.
-    pub(crate) fn bytes_moved(&self, len: usize, dtype: FloatType) -> f64 {
+    /// each element, a reduction only reads it; a workload says its own
+    /// (none for the Mandelbrot set, which is bound by arithmetic).
+    pub(crate) fn bytes_moved(&self, len: usize, dtype: FloatType) -> Option<f64> {
         let passes = match self {
             Kernel::Map(_) => 2.0,
             Kernel::Reduce(_) => 1.0,
+            Kernel::Workload(w) => return w.bytes_moved(),
         };
-        passes * len as f64 * dtype.size() as f64
+        Some(passes * len as f64 * dtype.size() as f64)
     }
 
     /// Room one worker's partial result needs in the pool's partial-result
@@ -145,11 +164,14 @@ pub(crate) fn check_workers(workers: usize, len: usize) -> CliResult {
 /// cannot hold.
 pub(crate) fn check_memory(len: usize, dtype: FloatType, pool_bytes: u64) -> CliResult {
     let need = (len as u128) * dtype.size() as u128;
-    let described = format!(
-        "--len {len} {} elements need {}",
-        dtype.name(),
-        bytes(clamp_u64(need))
-    );
+    let what = format!("--len {len} {} elements", dtype.name());
+    check_memory_for(&what, need, pool_bytes, "a smaller --len")
+}
+
+/// [`check_memory`] for arrays described as `what` (`triad and kmeans`),
+/// of `need` bytes in all; `smaller` says how to need less.
+pub(crate) fn check_memory_for(what: &str, need: u128, pool_bytes: u64, smaller: &str) -> CliResult {
+    let described = format!("{what} need {}", bytes(clamp_u64(need)));
     if need > isize::MAX as u128 {
         return Err(CliError::msg(format!(
             "{described}, more than this machine can address"
@@ -169,7 +191,7 @@ pub(crate) fn check_memory(len: usize, dtype: FloatType, pool_bytes: u64) -> Cli
                     "fewer --workers or histogram bins",
                 )
             } else {
-                (String::new(), "a smaller --len")
+                (String::new(), smaller)
             };
             return Err(CliError::msg(format!(
                 "{described} of shared memory{pool} but /dev/shm has {} free; use {hint}",
@@ -180,7 +202,7 @@ pub(crate) fn check_memory(len: usize, dtype: FloatType, pool_bytes: u64) -> Cli
     if let Some(avail) = os::mem_available() {
         if need > avail {
             return Err(CliError::msg(format!(
-                "{described} but only {} of memory is available (MemAvailable); use a smaller --len",
+                "{described} but only {} of memory is available (MemAvailable); use {smaller}",
                 bytes(avail)
             )));
         }
@@ -192,15 +214,26 @@ fn clamp_u64(x: u128) -> u64 {
     u64::try_from(x).unwrap_or(u64::MAX)
 }
 
+/// How to start a backend: what `run` and `compare` take from their flags.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Launch {
+    /// How process workers start.
+    pub(crate) start: StartMethod,
+    /// Room for one worker's partial result.
+    pub(crate) partial_bytes: usize,
+    /// `--timeout`: the deadline of every job of a process pool.
+    pub(crate) timeout: Option<Duration>,
+}
+
 /// Starts a backend; returns it and the seconds it took.
-pub(crate) fn start_backend(
-    kind: BackendKind,
-    workers: usize,
-    start: StartMethod,
-    partial_bytes: usize,
-) -> CliResult<(Backend, f64)> {
+pub(crate) fn start_backend(kind: BackendKind, workers: usize, launch: Launch) -> CliResult<(Backend, f64)> {
     let t = Instant::now();
-    let builder = Pool::builder().start(start.start()).partial_bytes(partial_bytes);
+    let mut builder = Pool::builder()
+        .start(launch.start.start())
+        .partial_bytes(launch.partial_bytes);
+    if let Some(timeout) = launch.timeout {
+        builder = builder.job_timeout(timeout);
+    }
     let backend = Backend::with_pool_builder(kind, workers, builder)?;
     Ok((backend, t.elapsed().as_secs_f64()))
 }
@@ -365,12 +398,20 @@ pub(crate) fn verify_map<T: Float + Element>(
 /// Checks a reduction's value against the serial reference value.
 pub(crate) fn verify_reduce(got: &ReductionValue, want: &ReductionValue) -> Result<(), String> {
     if got.close_to(want, REDUCTION_RTOL) {
-        Ok(())
-    } else {
-        Err(format!(
-            "result {got} differs from the serial reference {want} (relative tolerance {REDUCTION_RTOL:e})"
-        ))
+        return Ok(());
     }
+    // A histogram's difference is named by its first bin, not by millions of counts.
+    if let (ReductionValue::Histogram(g), ReductionValue::Histogram(w)) = (got, want) {
+        if let Some(i) = (0..g.counts.len().min(w.counts.len())).find(|&i| g.counts[i] != w.counts[i]) {
+            return Err(format!(
+                "bin {i} counts {}, the serial reference {}; result {got}, reference {want}",
+                g.counts[i], w.counts[i]
+            ));
+        }
+    }
+    Err(format!(
+        "result {got} differs from the serial reference {want} (relative tolerance {REDUCTION_RTOL:e})"
+    ))
 }
 
 /// A short form of a reduction value for tables: histograms as their counts' sum.

@@ -314,16 +314,50 @@ impl ReductionValue {
     }
 }
 
+/// Bins a histogram shows in full; a longer one shows its first and last
+/// [`SHOWN_BINS`]` / 2` bins and its totals, unless formatted with `{:#}`.
+pub const SHOWN_BINS: usize = 16;
+
+/// A histogram's counts as `[c0, c1, ...]`: all of them, or the first and
+/// last `SHOWN_BINS / 2` around how many were left out.
+fn write_counts(f: &mut fmt::Formatter<'_>, counts: &[u64], all: bool) -> fmt::Result {
+    let join = |part: &[u64]| part.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    if all || counts.len() <= SHOWN_BINS {
+        return write!(f, "[{}]", join(counts));
+    }
+    let half = SHOWN_BINS / 2;
+    let (head, tail) = (&counts[..half], &counts[counts.len() - half..]);
+    write!(
+        f,
+        "[{}, ... {} more ..., {}]",
+        join(head),
+        counts.len() - SHOWN_BINS,
+        join(tail)
+    )
+}
+
+/// Histograms of more than [`SHOWN_BINS`] bins are summarized (their first
+/// and last bins, the number of bins and of counted elements); the
+/// alternate form, `{:#}`, lists every bin.
 impl fmt::Display for ReductionValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReductionValue::Scalar(x) => write!(f, "{x}"),
             ReductionValue::Pair(a, b) => write!(f, "({a}, {b})"),
-            ReductionValue::Histogram(h) => write!(
-                f,
-                "{:?} (below {}, above {}, nan {})",
-                h.counts, h.below, h.above, h.nan
-            ),
+            ReductionValue::Histogram(h) => {
+                write_counts(f, &h.counts, f.alternate())?;
+                if h.counts.len() > SHOWN_BINS {
+                    write!(
+                        f,
+                        " ({} bins, {} counted; ",
+                        h.counts.len(),
+                        h.counts.iter().sum::<u64>()
+                    )?;
+                } else {
+                    f.write_str(" (")?;
+                }
+                write!(f, "below {}, above {}, nan {})", h.below, h.above, h.nan)
+            }
             ReductionValue::Empty => f.write_str("empty"),
         }
     }

@@ -7,7 +7,11 @@
 //! `--repeat` runs are timed. Elementwise kernels keep mapping their own
 //! output (sqrt of sqrt ...), which costs the same; only the first run
 //! starts from the known input, so only it is compared to the reference.
-//! Reductions are verified on every run.
+//! Reductions are verified on every run. Workloads (`triad`, `matvec`,
+//! `kmeans`, `mandelbrot`) run over arrays of their own, filled once, and
+//! are verified on every run against a serial computation (see
+//! [`crate::workload`]); `mandelbrot` brings `mandelbrot-static`, the same
+//! image under the static split, and `vs_static` compares the two.
 //!
 //! All process configurations run first: a pool forks its workers, and a
 //! process must not fork once rayon has started threads. Serial runs once
@@ -23,10 +27,11 @@ use ndarray::Ix1;
 use serde::Serialize;
 use shmpar::{BackendKind, SharedArray};
 
-use crate::bench::{self, Kernel, Sample};
+use crate::bench::{self, Kernel, Launch, Sample};
 use crate::catalog::ReductionValue;
 use crate::segments::table;
 use crate::units::{median, seconds};
+use crate::workload::{Prepared, Workload};
 use crate::{CliError, CliResult, CompareArgs, FloatType, out};
 
 /// One kernel on one backend with one worker count: what `--json` writes.
@@ -54,12 +59,21 @@ pub(crate) struct Record {
     pub(crate) cold_s: f64,
     /// Backend start-up alone.
     pub(crate) start_s: f64,
-    /// Bytes moved per run / median: 2 x the array for in-place maps, 1 x for reductions.
-    pub(crate) gb_per_s: f64,
+    /// Bytes moved per run / median: 2 x the array for in-place maps, 1 x
+    /// for reductions, the arrays each job reads and writes for workloads;
+    /// none for the Mandelbrot set, which is bound by arithmetic.
+    pub(crate) gb_per_s: Option<f64>,
     /// Serial median / this median.
     pub(crate) vs_serial: Option<f64>,
     /// Threads median at the same worker count / this median.
     pub(crate) vs_threads: Option<f64>,
+    /// For `mandelbrot` (the dynamic schedule) on processes and threads:
+    /// the `mandelbrot-static` median on the same backend and worker count
+    /// / this median.
+    pub(crate) vs_static: Option<f64>,
+    /// What a workload's run does (none for catalog kernels, whose
+    /// problem is `len` and `dtype`).
+    pub(crate) problem: Option<String>,
     /// Whether the result matched the serial reference.
     pub(crate) verified: bool,
     /// Why it did not, if it did not.
@@ -74,19 +88,50 @@ pub(crate) struct Record {
     pub(crate) simd: String,
 }
 
-/// `shmpar compare`.
-pub(crate) fn compare(args: &CompareArgs) -> CliResult {
-    let kernels = args
-        .kernels
-        .iter()
-        .map(|s| Kernel::parse(s))
-        .collect::<CliResult<Vec<Kernel>>>()?;
+/// The kernels of `--kernels`, each once; `mandelbrot` (the dynamic
+/// schedule) brings `mandelbrot-static` right after it, for the ratio.
+fn parse_kernels(specs: &[String]) -> CliResult<Vec<Kernel>> {
+    let mut kernels: Vec<Kernel> = Vec::new();
+    let add = |k: Kernel, kernels: &mut Vec<Kernel>| {
+        if !kernels.iter().any(|o| o.spec() == k.spec()) {
+            kernels.push(k);
+        }
+    };
+    for spec in specs {
+        let kernel = Kernel::parse(spec)?;
+        let twin = kernel.workload().and_then(|w| w.static_twin());
+        add(kernel, &mut kernels);
+        if let Some(twin) = twin {
+            add(Kernel::Workload(twin), &mut kernels);
+        }
+    }
     if kernels.is_empty() {
         return Err(CliError::msg("--kernels names no kernel"));
     }
+    Ok(kernels)
+}
+
+/// `shmpar compare`.
+pub(crate) fn compare(args: &CompareArgs) -> CliResult {
+    let kernels = parse_kernels(&args.kernels)?;
+    let catalog = kernels.iter().any(|k| k.workload().is_none());
+    let workloads: Vec<Workload> = kernels.iter().filter_map(Kernel::workload).collect();
+    if !workloads.is_empty() && args.dtype != FloatType::F64 {
+        return Err(CliError::msg(
+            "--dtype f32 applies to catalog kernels only; the workloads run on their own arrays of \
+             fixed types: compare them in a run without --dtype",
+        ));
+    }
+    // Every worker needs a row of every job.
+    let rows = workloads
+        .iter()
+        .map(Workload::rows)
+        .chain(catalog.then_some(args.len))
+        .min()
+        .unwrap_or(args.len);
     let mut workers: Vec<usize> = Vec::new();
     for &w in &args.workers {
-        bench::check_workers(w, args.len)?;
+        bench::check_workers(w, rows)?;
         if !workers.contains(&w) {
             workers.push(w);
         }
@@ -116,7 +161,24 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
         let most = workers.iter().copied().max().unwrap_or(1);
         pool_bytes = bench::pool_bytes(most, partial_bytes);
     }
-    bench::check_memory(args.len, args.dtype, pool_bytes)?;
+    if workloads.is_empty() {
+        bench::check_memory(args.len, args.dtype, pool_bytes)?;
+    } else {
+        let mut need: u128 = workloads
+            .iter()
+            .map(|w| u128::from(w.shm_bytes().unwrap_or(u64::MAX)))
+            .sum();
+        let mut what = workloads
+            .iter()
+            .map(Workload::spec)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if catalog {
+            need += args.len as u128 * args.dtype.size() as u128;
+            what = format!("--len {} {} elements and {what}", args.len, args.dtype.name());
+        }
+        bench::check_memory_for(&what, need, pool_bytes, "smaller sizes")?;
+    }
     let configs: Vec<(BackendKind, usize)> = backends
         .iter()
         .flat_map(|&kind| match kind {
@@ -124,21 +186,40 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
             _ => workers.iter().map(|&w| (kind, w)).collect(),
         })
         .collect();
+    let launch = Launch {
+        start: args.start,
+        partial_bytes,
+        timeout: args.timeout,
+    };
     let mut records = match args.dtype {
-        FloatType::F32 => measure::<f32>(args, &kernels, &configs, partial_bytes)?,
-        FloatType::F64 => measure::<f64>(args, &kernels, &configs, partial_bytes)?,
+        FloatType::F32 => measure::<f32>(args, &kernels, &configs, launch)?,
+        FloatType::F64 => measure::<f64>(args, &kernels, &configs, launch)?,
     };
     add_ratios(&mut records);
     // Measured backend-major (processes first); shown kernel by kernel.
     let order: Vec<String> = kernels.iter().map(Kernel::spec).collect();
     records.sort_by_key(|r| order.iter().position(|k| *k == r.kernel));
+    let problem = if catalog {
+        bench::describe(args.len, args.dtype)
+    } else {
+        format!("{} workload(s)", workloads.len())
+    };
     let mut text = format!(
-        "compare: {}, {} timed run(s) after 1 warm-up per configuration, {} CPU(s), SIMD {}\n\n",
-        bench::describe(args.len, args.dtype),
+        "compare: {problem}, {} timed run(s) after 1 warm-up per configuration, {} CPU(s), SIMD {}\n",
         args.repeat,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         shmpar_kernels::simd::simd_level().name(),
     );
+    for w in &workloads {
+        text.push_str(&format!("  {}: {}\n", w.spec(), w.describe()));
+    }
+    if let Some(timeout) = args.timeout {
+        text.push_str(&format!(
+            "  --timeout {} on every job of the process pools\n",
+            seconds(timeout.as_secs_f64())
+        ));
+    }
+    text.push('\n');
     text.push_str(&render(&records));
     for kernel in &kernels {
         let spec = kernel.spec();
@@ -148,6 +229,15 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
                 r.result.as_deref().unwrap_or("")
             ));
         }
+    }
+    for r in records.iter().filter(|r| r.vs_static.is_some()) {
+        text.push_str(&format!(
+            "{} on {} x {}: dynamic schedule {:.2}x the static split\n",
+            r.kernel,
+            r.backend,
+            r.workers,
+            r.vs_static.unwrap_or(f64::NAN)
+        ));
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&records).map_err(|e| CliError::msg(e.to_string()))?;
@@ -186,14 +276,23 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
     }
 }
 
-/// Runs every configuration and kernel over one array of `T`.
+/// Runs every configuration and kernel: the catalog kernels over one array
+/// of `T` (created only if there is one), each workload over its own.
 fn measure<T: Sample>(
     args: &CompareArgs,
     kernels: &[Kernel],
     configs: &[(BackendKind, usize)],
-    partial_bytes: usize,
+    launch: Launch,
 ) -> CliResult<Vec<Record>> {
-    let mut a: SharedArray<T, Ix1> = bench::create_array(args.len)?;
+    let mut a: Option<SharedArray<T, Ix1>> = if kernels.iter().any(|k| k.workload().is_none()) {
+        Some(bench::create_array(args.len)?)
+    } else {
+        None
+    };
+    let mut prepared: Vec<Option<Prepared>> = kernels
+        .iter()
+        .map(|k| k.workload().map(|w| w.prepare()).transpose())
+        .collect::<CliResult<_>>()?;
     let steps = (configs.len() * kernels.len() * (args.repeat + 1)) as u64;
     // No steady tick: a ticking thread would forbid the pools' forks.
     let bar = if std::io::stderr().is_terminal() {
@@ -209,51 +308,74 @@ fn measure<T: Sample>(
     let simd = shmpar_kernels::simd::simd_level().name().to_string();
     for &(kind, workers) in configs {
         bar.set_message(format!("{kind} x {workers}: starting"));
-        let (backend, start_s) = bench::start_backend(kind, workers, args.start, partial_bytes)?;
+        let (backend, start_s) = bench::start_backend(kind, workers, launch)?;
         for (ki, kernel) in kernels.iter().enumerate() {
-            bar.set_message(format!("{kind} x {workers}: {}", kernel.spec()));
-            bench::fill(&backend, &mut a)?;
-            if let Kernel::Reduce(r) = kernel {
-                if references[ki].is_none() {
-                    references[ki] = Some(r.reference(a.view()));
-                }
-            }
+            let what = format!("{} on {kind} x {workers}", kernel.spec());
+            bar.set_message(what.clone());
             let mut verdict: Result<(), String> = Ok(());
             let mut result = None;
             let mut times = Vec::with_capacity(args.repeat + 1);
-            for run in 0..=args.repeat {
-                let t = Instant::now();
-                match kernel {
-                    Kernel::Map(k) => bench::apply(&backend, &mut a, *k)?,
-                    Kernel::Reduce(r) => result = Some(bench::reduce(&backend, &a, r)?),
-                }
-                times.push(t.elapsed().as_secs_f64());
-                bar.inc(1);
-                match (kernel, &result, &references[ki]) {
-                    (Kernel::Map(k), _, _) if run == 0 => verdict = bench::verify_map(&a, k),
-                    (Kernel::Reduce(_), Some(got), Some(want)) if verdict.is_ok() => {
-                        verdict = bench::verify_reduce(got, want);
+            match (&mut prepared[ki], &mut a) {
+                (Some(work), _) => {
+                    for run in 0..=args.repeat {
+                        work.reset(run == 0);
+                        let t = Instant::now();
+                        work.run(&backend).map_err(|e| CliError::from(e).context(&what))?;
+                        times.push(t.elapsed().as_secs_f64());
+                        bar.inc(1);
+                        if verdict.is_ok() {
+                            verdict = work.verify(workers);
+                        }
                     }
-                    _ => {}
                 }
+                (None, Some(a)) => {
+                    bench::fill(&backend, a).map_err(|e| e.context(&what))?;
+                    if let Kernel::Reduce(r) = kernel {
+                        if references[ki].is_none() {
+                            references[ki] = Some(r.reference(a.view()));
+                        }
+                    }
+                    for run in 0..=args.repeat {
+                        let t = Instant::now();
+                        match kernel {
+                            Kernel::Map(k) => bench::apply(&backend, a, *k),
+                            Kernel::Reduce(r) => bench::reduce(&backend, a, r).map(|v| result = Some(v)),
+                            Kernel::Workload(_) => Ok(()),
+                        }
+                        .map_err(|e| e.context(&what))?;
+                        times.push(t.elapsed().as_secs_f64());
+                        bar.inc(1);
+                        match (kernel, &result, &references[ki]) {
+                            (Kernel::Map(k), _, _) if run == 0 => verdict = bench::verify_map(a, k),
+                            (Kernel::Reduce(_), Some(got), Some(want)) if verdict.is_ok() => {
+                                verdict = bench::verify_reduce(got, want);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                (None, None) => return Err(CliError::msg(format!("{what}: no array to run on"))),
             }
             let cold = times.remove(0);
             let med = median(&times);
+            let workload = kernel.workload();
             records.push(Record {
                 kernel: kernel.spec(),
                 backend: kind.name().to_string(),
                 workers,
-                len: args.len,
-                dtype: args.dtype.name().to_string(),
+                len: workload.map_or(args.len, |w| w.len()),
+                dtype: workload.map_or(args.dtype.name(), |w| w.dtype()).to_string(),
                 repeat: args.repeat,
                 median_s: med,
                 min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
                 max_s: times.iter().copied().fold(0.0, f64::max),
                 cold_s: start_s + cold,
                 start_s,
-                gb_per_s: kernel.bytes_moved(args.len, args.dtype) / med / 1e9,
+                gb_per_s: kernel.bytes_moved(args.len, args.dtype).map(|b| b / med / 1e9),
                 vs_serial: None,
                 vs_threads: None,
+                vs_static: None,
+                problem: workload.map(|w| w.describe()),
                 verified: verdict.is_ok(),
                 mismatch: verdict.err(),
                 result: result.as_ref().map(bench::short_value),
@@ -281,6 +403,20 @@ fn add_ratios(records: &mut [Record]) {
         };
         r.vs_serial = find("serial", None);
         r.vs_threads = find("threads", Some(r.workers));
+        // One thread runs the same chunks in the same order under either
+        // schedule: serial has no dynamic-against-static ratio to show.
+        let twin = Kernel::parse(&r.kernel)
+            .ok()
+            .and_then(|k| k.workload())
+            .and_then(|w| w.static_twin())
+            .filter(|_| r.backend != "serial");
+        r.vs_static = twin.and_then(|twin| {
+            let spec = twin.spec();
+            snapshot
+                .iter()
+                .find(|o| o.kernel == spec && o.backend == r.backend && o.workers == r.workers)
+                .map(|o| o.median_s / r.median_s)
+        });
     }
 }
 
@@ -297,7 +433,7 @@ fn render(records: &[Record]) -> String {
                 seconds(r.median_s),
                 seconds(r.min_s),
                 seconds(r.max_s),
-                format!("{:.2}", r.gb_per_s),
+                r.gb_per_s.map_or_else(|| "-".to_string(), |g| format!("{g:.2}")),
                 ratio(r.vs_serial),
                 ratio(r.vs_threads),
                 seconds(r.cold_s),

@@ -19,10 +19,12 @@ mod plot;
 mod run;
 mod segments;
 mod units;
+mod workload;
 
 use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shmpar::{BackendKind, Start};
@@ -143,10 +145,13 @@ impl StartMethod {
 #[derive(Args, Debug)]
 struct RunArgs {
     /// Kernel spec: elementwise (sqrt, abs, sqrt_abs, exp, ln, scale:K, offset:K,
-    /// clamp:LO:HI, fill:V) or reduction (sum, mean, min, max, min_max, var:DDOF,
-    /// std:DDOF, norm, histogram:LO:HI:BINS).
+    /// clamp:LO:HI, fill:V), reduction (sum, mean, min, max, min_max, var:DDOF,
+    /// std:DDOF, norm, histogram:LO:HI:BINS) or workload over several arrays
+    /// (triad[:N], matvec[:N], kmeans[:N[:ITERATIONS]],
+    /// mandelbrot[:WIDTH:HEIGHT[:MAX_ITER]], mandelbrot-static[:...]).
     kernel: String,
-    /// Number of elements (`20000000`, `2e7` and `20_000_000` all work).
+    /// Number of elements of a catalog kernel's array (`20000000`, `2e7` and
+    /// `20_000_000` all work); workloads take their size from the spec.
     #[arg(long, default_value = "1e7", value_parser = units::parse_len, allow_negative_numbers = true)]
     len: usize,
     /// Element type.
@@ -165,14 +170,25 @@ struct RunArgs {
     /// How many times to run the kernel (each run is timed).
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// Stop a job of the process pool that runs longer than SECS (`0.5`,
+    /// `10`): the command then fails, naming the workers that had not
+    /// finished, which are killed.
+    #[arg(long, value_name = "SECS", value_parser = units::parse_timeout)]
+    timeout: Option<Duration>,
+    /// Print every bin of a histogram (by default at most 16 bins are
+    /// shown, with the totals).
+    #[arg(long)]
+    all_bins: bool,
 }
 
 #[derive(Args, Debug)]
 struct CompareArgs {
-    /// Kernel specs, comma-separated (see `shmpar run --help`).
+    /// Kernel specs, comma-separated (see `shmpar run --help`); `mandelbrot`
+    /// also runs `mandelbrot-static`, the same image under the static split.
     #[arg(long, value_delimiter = ',', default_value = "sqrt,mean")]
     kernels: Vec<String>,
-    /// Number of elements (`2e7` works).
+    /// Number of elements of the catalog kernels' array (`2e7` works);
+    /// workloads take their size from the spec.
     #[arg(long, default_value = "2e7", value_parser = units::parse_len, allow_negative_numbers = true)]
     len: usize,
     /// Element type.
@@ -201,6 +217,11 @@ struct CompareArgs {
     /// How process workers start.
     #[arg(long, value_enum, default_value_t = StartMethod::Fork)]
     start: StartMethod,
+    /// Stop a job of a process pool that runs longer than SECS: the command
+    /// then fails, naming the workers that had not finished (threads and
+    /// serial runs cannot be stopped and have no deadline).
+    #[arg(long, value_name = "SECS", value_parser = units::parse_timeout)]
+    timeout: Option<Duration>,
     /// Also write one JSON record per kernel x backend x workers to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -222,6 +243,14 @@ impl CliError {
     pub(crate) fn msg(text: impl Into<String>) -> CliError {
         CliError::Message(text.into())
     }
+
+    /// Says where the failure happened: `sqrt on processes x 2: ...`.
+    pub(crate) fn context(self, what: &str) -> CliError {
+        match self {
+            CliError::Message(text) => CliError::Message(format!("{what}: {text}")),
+            CliError::Quiet => CliError::Quiet,
+        }
+    }
 }
 
 impl fmt::Display for CliError {
@@ -235,7 +264,25 @@ impl fmt::Display for CliError {
 
 impl From<shmpar::Error> for CliError {
     fn from(e: shmpar::Error) -> CliError {
-        CliError::Message(e.to_string())
+        match e {
+            // The runtime's words name the setting (`job_timeout`); the
+            // command's name the flag and the workers.
+            // What became of the pool is left out: the command ends with it.
+            shmpar::Error::JobTimeout {
+                elapsed, unfinished, ..
+            } => {
+                let ranks: Vec<String> = unfinished.iter().map(usize::to_string).collect();
+                let workers = match ranks.len() {
+                    1 => format!("worker {} had not finished and was killed", ranks[0]),
+                    _ => format!("workers {} had not finished and were killed", ranks.join(", ")),
+                };
+                CliError::Message(format!(
+                    "the job ran past --timeout and was stopped after {}: {workers}",
+                    units::seconds(elapsed.as_secs_f64())
+                ))
+            }
+            e => CliError::Message(e.to_string()),
+        }
     }
 }
 

@@ -13,9 +13,20 @@ const PROCESSES: RGBColor = RGBColor(31, 119, 180);
 const THREADS: RGBColor = RGBColor(255, 127, 14);
 const SERIAL: RGBColor = RGBColor(90, 90, 90);
 
-/// Draws the chart into an SVG file at `path`.
+/// Draws the chart into an SVG file at `path`: one panel per kernel with
+/// a GB/s figure (the Mandelbrot set has none and is left out).
 pub(crate) fn svg(path: &Path, records: &[Record], kernels: &[String]) -> CliResult {
-    draw(path, records, kernels).map_err(|e| CliError::msg(format!("cannot draw {}: {e}", path.display())))
+    let records: Vec<Record> = records.iter().filter(|r| r.gb_per_s.is_some()).cloned().collect();
+    let kernels: Vec<String> = kernels
+        .iter()
+        .filter(|k| records.iter().any(|r| &r.kernel == *k))
+        .cloned()
+        .collect();
+    draw(path, &records, &kernels).map_err(|e| CliError::msg(format!("cannot draw {}: {e}", path.display())))
+}
+
+fn gb_per_s(r: &Record) -> f64 {
+    r.gb_per_s.unwrap_or(0.0)
 }
 
 fn draw(path: &Path, records: &[Record], kernels: &[String]) -> Result<(), Box<dyn std::error::Error>> {
@@ -32,15 +43,21 @@ fn draw(path: &Path, records: &[Record], kernels: &[String]) -> Result<(), Box<d
     let panel_width = 160 + 110 * workers.len() as u32;
     let root = SVGBackend::new(path, (panel_width * kernels.len().max(1) as u32, 380)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (len, dtype) = records.first().map_or((0, ""), |r| (r.len, r.dtype.as_str()));
-    let root = root.titled(
-        &format!("shmpar compare: {len} {dtype} elements, GB/s (higher is better)"),
-        ("sans-serif", 16),
-    )?;
+    // The catalog kernels share one array; workloads have their own sizes.
+    let title = match records.iter().find(|r| r.problem.is_none()) {
+        Some(r) if records.iter().all(|o| o.problem.is_none()) => {
+            format!(
+                "shmpar compare: {} {} elements, GB/s (higher is better)",
+                r.len, r.dtype
+            )
+        }
+        _ => "shmpar compare: GB/s (higher is better)".to_string(),
+    };
+    let root = root.titled(&title, ("sans-serif", 16))?;
     let panels = root.split_evenly((1, kernels.len().max(1)));
     for (panel, kernel) in panels.iter().zip(kernels) {
         let mine: Vec<&Record> = records.iter().filter(|r| &r.kernel == kernel).collect();
-        let top = mine.iter().map(|r| r.gb_per_s).fold(0.0, f64::max).max(1e-3) * 1.5;
+        let top = mine.iter().map(|r| gb_per_s(r)).fold(0.0, f64::max).max(1e-3) * 1.5;
         let groups = workers.len() as f64;
         let mut chart = ChartBuilder::on(panel)
             .caption(kernel, ("sans-serif", 15))
@@ -73,7 +90,7 @@ fn draw(path: &Path, records: &[Record], kernels: &[String]) -> Result<(), Box<d
                     workers
                         .iter()
                         .position(|&w| w == r.workers)
-                        .map(|i| (i as f64, r.gb_per_s))
+                        .map(|i| (i as f64, gb_per_s(r)))
                 })
                 .collect();
             if bars.is_empty() {
@@ -100,7 +117,7 @@ fn draw(path: &Path, records: &[Record], kernels: &[String]) -> Result<(), Box<d
             }))?;
         }
         if let Some(serial) = mine.iter().find(|r| r.backend == "serial") {
-            let y = serial.gb_per_s;
+            let y = gb_per_s(serial);
             chart
                 .draw_series(DashedLineSeries::new(
                     [(-0.5, y), (groups - 0.5, y)],

@@ -29,6 +29,18 @@ pub(crate) fn parse_len(text: &str) -> Result<usize, String> {
     usize::try_from(len).map_err(|_| format!("{text} elements is more than this machine can address"))
 }
 
+/// Parses `--timeout SECS`: a positive number of seconds, `0.25` or `10`.
+pub(crate) fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(format!("the timeout must be more than 0 seconds, got {text}"));
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} seconds is too long a timeout"))
+}
+
 /// `160.0 MB`-style sizes (powers of 1000, as GB/s figures are).
 pub(crate) fn bytes(n: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
@@ -80,6 +92,15 @@ mod tests {
         assert_eq!(parse_len("2.5E6"), Ok(2_500_000));
         for bad in ["0", "-3", "1.5", "abc", "", "1e40", "inf", "NaN"] {
             assert!(parse_len(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        assert_eq!(parse_timeout("0.25"), Ok(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_timeout("10"), Ok(std::time::Duration::from_secs(10)));
+        for bad in ["0", "-1", "abc", "", "NaN", "inf", "1e30"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
         }
     }
 

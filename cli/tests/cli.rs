@@ -648,3 +648,88 @@ fn inspect_survives_a_segment_shrinking_under_it() {
          {refused} refused at the header; {cuts} cuts"
     );
 }
+
+/// `run` prints each line when what it reports is done: the first of a
+/// hundred runs over 10^7 elements shows while the others still run.
+/// SIGTERM then ends the command, and it removes its segments on the way
+/// out.
+#[test]
+fn run_prints_each_run_as_it_completes() {
+    use std::io::{BufRead, BufReader};
+    let _g = shared();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmpar"))
+        .args(["run", "exp", "--len", "1e7", "--workers", "2", "--repeat", "100"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start shmpar");
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        let done = line.starts_with("  run 1 ");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    // Whatever it printed before SIGTERM: a command that prints only when
+    // it finishes would have written its median line with the run lines.
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().expect("wait for shmpar");
+    assert!(
+        seen.iter().any(|l| l.starts_with("  run 1 ")),
+        "no run lines: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|l| l.starts_with("  median")),
+        "the run lines came only with the end of the command: {:?}",
+        &seen[seen.len().saturating_sub(3)..]
+    );
+    assert!(!status.success(), "{status:?}");
+    let left: Vec<String> = shmpar::gc::list()
+        .into_iter()
+        .filter(|s| s.creator_pid == pid as i32)
+        .map(|s| s.name)
+        .collect();
+    assert!(left.is_empty(), "SIGTERM left {left:?}");
+}
+
+/// A histogram of many bins shows 16 of them and its totals; `--all-bins`
+/// lists every one.
+#[test]
+fn large_histograms_are_summarized() {
+    let _g = shared();
+    let text = ok(&["run", "histogram:0:1:100", "--len", "1000", "--workers", "2"]);
+    let result = text
+        .lines()
+        .find(|l| l.starts_with("  result    "))
+        .expect("a result line");
+    assert!(
+        result.contains(", ... 84 more ..., ") && result.contains("(100 bins, 1000 counted; below 0"),
+        "{result}"
+    );
+    let full = ok(&[
+        "run",
+        "histogram:0:1:100",
+        "--len",
+        "1000",
+        "--workers",
+        "2",
+        "--all-bins",
+    ]);
+    for prefix in ["  result    [", "  reference ["] {
+        let counts: Vec<u64> = full
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|l| l.split(']').next())
+            .expect("a histogram")
+            .split(", ")
+            .map(|c| c.parse().expect("a count"))
+            .collect();
+        assert_eq!(counts.len(), 100);
+        assert_eq!(counts.iter().sum::<u64>(), 1000);
+    }
+}
