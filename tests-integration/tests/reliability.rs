@@ -92,6 +92,18 @@ fn every_feature_with_fork_start() {
     assert!(field(&s, "trials") >= 15, "{s}");
 }
 
+/// Issue 10.8 and 10.6: a stopped worker, an endless loop and a lock held
+/// across a barrier end in `JobTimeout` naming the unfinished workers,
+/// which are replaced; a cancel from another thread; a forked child's
+/// copies of a pool and an array, dropped, leave the parent's alone.
+#[test]
+fn jobs_past_their_deadline_end_with_the_unfinished_workers_named() {
+    let s = driver(&["deadline", "--trials", "2"], LIMIT);
+    assert!(field(&s, "trials") >= 11, "{s}");
+    let s = driver(&["deadline", "--start", "spawn", "--trials", "2"], LIMIT);
+    assert!(field(&s, "trials") >= 9, "{s}");
+}
+
 #[test]
 fn every_feature_with_spawn_start() {
     let s = driver(&["functional", "--start", "spawn"], LIMIT);

@@ -62,10 +62,10 @@ pub(crate) unsafe fn fork_worker(control: &Location, rank: usize, seen: u32) -> 
         0 => {
             sys::die_with_parent(parent);
             shmpar_core::signals::reset_in_child();
-            let Some(env) = WorkerEnv::attach(rank, control) else {
-                sys::exit_now(71)
-            };
-            worker::serve(env, seen)
+            match WorkerEnv::attach(rank, control) {
+                Ok(env) => worker::serve(env, seen),
+                Err(_) => sys::exit_now(71),
+            }
         }
         pid => Ok(pid),
     }
@@ -89,10 +89,10 @@ pub(crate) unsafe fn fork_transient(
             Ok(0) => {
                 sys::die_with_parent(parent);
                 shmpar_core::signals::reset_in_child();
-                let Some(env) = WorkerEnv::attach(rank, control) else {
-                    sys::exit_now(71)
-                };
-                worker::run_once(env, job)
+                match WorkerEnv::attach(rank, control) {
+                    Ok(env) => worker::run_once(env, job),
+                    Err(_) => sys::exit_now(71),
+                }
             }
             Ok(pid) => pids.push(pid),
             Err(e) => {
@@ -153,11 +153,13 @@ pub fn init() {
         eprintln!("shmpar worker: bad control segment name");
         sys::exit_now(72);
     };
-    let Some(env) = WorkerEnv::attach(spec.rank, &control) else {
-        eprintln!("shmpar worker: cannot attach the pool's control segment");
-        sys::exit_now(71);
-    };
-    worker::serve(env, spec.seen)
+    match WorkerEnv::attach(spec.rank, &control) {
+        Ok(env) => worker::serve(env, spec.seen),
+        Err(e) => {
+            eprintln!("shmpar worker: cannot attach the pool's control segment: {e}");
+            sys::exit_now(71);
+        }
+    }
 }
 
 /// What a spawned worker is told in [`WORKER_ENV`].

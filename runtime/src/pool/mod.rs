@@ -93,6 +93,12 @@ impl Canceller {
     /// returns [`Error::JobTimeout`] with `cancelled: true`, the workers
     /// that had not finished are killed and replaced. Has no effect while
     /// no job runs.
+    ///
+    /// Replacing a worker of a [`Start::Fork`] pool forks, which needs a
+    /// single-threaded process: the pool waits briefly for other threads
+    /// (such as the one that cancelled) to end, and reports
+    /// [`PoolHealth::Broken`](crate::PoolHealth::Broken) if they do not.
+    /// Programs that keep threads running cancel on [`Start::Spawn`] pools.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::Relaxed);
     }

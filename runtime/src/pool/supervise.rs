@@ -25,6 +25,10 @@ const GRACE: Duration = Duration::from_millis(250);
 /// How long a new worker may take to start serving.
 const CHECK_IN: Duration = Duration::from_secs(30);
 
+/// How long a fork pool waits for other threads to end before it replaces
+/// workers (a cancelling thread that has just done its work).
+const THREADS_SETTLE: Duration = Duration::from_millis(250);
+
 /// How often a waiting coordinator checks that its workers are alive.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -275,6 +279,14 @@ impl Inner {
 
     /// Starts new workers for the dead ranks.
     fn replace(&mut self, dead: &[usize]) -> PoolHealth {
+        if self.start == Start::Fork && !self.allow_threads {
+            // A thread that just cancelled the job is usually on its way
+            // out: give it a moment before the fork check refuses.
+            let deadline = Instant::now() + THREADS_SETTLE;
+            while sys::thread_count() != Some(1) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         for &rank in dead {
             match self.launch(rank) {
                 Ok(pid) => self.pids[rank] = pid,

@@ -35,13 +35,13 @@ pub(crate) type Inherited<'j> = &'j (dyn Fn(&Input<'_>) -> Output + Sync);
 
 impl WorkerEnv {
     /// The worker of `rank` over the control segment at `location`.
-    pub(crate) fn attach(rank: usize, location: &shmpar_core::Location) -> Option<WorkerEnv> {
+    pub(crate) fn attach(rank: usize, location: &shmpar_core::Location) -> Result<WorkerEnv, String> {
         // SAFETY: the worker hands out no view of the control segment's
         // data; it reaches it only through `ControlView`, whose areas follow
         // the posting protocol (see `control.rs`).
-        let control = unsafe { Segment::open_unchecked(location) }.ok()?;
-        ControlView::new(&control)?;
-        Some(WorkerEnv {
+        let control = unsafe { Segment::open_unchecked(location) }.map_err(|e| e.to_string())?;
+        ControlView::new(&control).ok_or("the control segment does not hold its areas")?;
+        Ok(WorkerEnv {
             rank,
             control,
             cache: RefCell::new(HashMap::new()),

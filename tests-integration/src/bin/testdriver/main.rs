@@ -7,6 +7,7 @@
 //! `FAIL ...` lines for failed trials; it exits 0 only if every trial passed.
 
 mod common;
+mod deadlines;
 mod faults;
 mod functional;
 mod hostile;
@@ -162,7 +163,7 @@ fn unequal_barriers(args: &Args) -> common::Tally {
 }
 
 const USAGE: &str = "usage: shmpar-testdriver SCENARIO [--trials N] [--seconds S] [--seed N]
-scenarios: functional [--start fork|spawn], worker-death, kernel-fault, barrier-release,
+scenarios: functional [--start fork|spawn], deadline [--start fork|spawn], worker-death, kernel-fault, barrier-release,
 coordinator-death, signals, exhaustion, gc-race, load [--coordinators K], hostile, permissions,
 spawn-without-init, unequal-barriers";
 
@@ -182,6 +183,7 @@ fn main() {
     let args = Args::parse(&raw[1..]);
     let tally = match scenario.as_str() {
         "functional" => functional::run(&args),
+        "deadline" => deadlines::run(&args),
         "worker-death" => faults::worker_death(&args),
         "kernel-fault" => faults::kernel_fault(&args),
         "barrier-release" => faults::barrier_release(&args),
