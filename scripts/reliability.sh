@@ -61,6 +61,30 @@ scenario permissions
 scenario gc-race --seconds "$(n 60 3)"
 scenario load --coordinators 4 --seconds "$(n 120 3)"
 scenario hostile --trials "$(n 20000 300)"
+scenario deadline --start fork --trials "$(n 50 2)"
+scenario deadline --start spawn --trials "$(n 50 2)"
+
+# Round 2 (issue 10): liveness across namespaces, signal-safe creation,
+# hostile files in /dev/shm, the directory-swap race. Cargo tests with
+# their race counts raised; each test's name becomes a scenario line.
+round2() {
+    local test="$1" trials="$2"; shift 2
+    local started=$SECONDS
+    echo ">> cargo test --test $test ($trials trials)" >&2
+    if env "$@" cargo test --release -q -p shmpar-tests-integration --test "$test" -- --test-threads 1 \
+        >"$out/$test" 2>&1; then
+        local passed
+        passed="$(grep -Eo '[0-9]+ passed' "$out/$test" | awk '{s+=$1} END {print s+0}')"
+        echo "scenario=$test tests=$passed trials=$trials ok=$trials wall_s=$((SECONDS - started))" >>"$summaries"
+    else
+        status=1
+        grep -E 'FAILED|panicked' "$out/$test" | head -20 >&2
+        echo "scenario=$test trials=$trials ok=FAILED wall_s=$((SECONDS - started))" >>"$summaries"
+    fi
+}
+round2 liveness 1
+round2 signal_creation "$(n 600 50)" SHMPAR_SIGNAL_TRIALS="$(n 600 50)"
+round2 hostile_fs "$(n 2000 100)" SHMPAR_SWAP_TRIALS="$(n 2000 100)" SHMPAR_DIRSWAP_TRIALS="$(n 2000 100)"
 
 # Header fuzz: a million cases per property.
 fuzz_cases="$(n 1000000 5000)"
