@@ -110,13 +110,13 @@ class Context:
         return f"Context(rank={self.rank}, workers={self.workers}, rows={self.rows!r})"
 
 
-def _spawn(boot, fds, args):
-    """Starts ``sys.executable -c boot args`` with the pipe ends ``fds``
-    and this process's sys.path."""
+def _spawn(boot, fds, args, flags=()):
+    """Starts ``sys.executable [flags] -c boot args`` with the pipe ends
+    ``fds`` and this process's sys.path."""
     env = dict(os.environ)
     env["SHMPAR_SYS_PATH"] = json.dumps(sys.path)
     return subprocess.Popen(
-        [sys.executable, "-c", boot, *map(str, args)],
+        [sys.executable, *flags, "-c", boot, *map(str, args)],
         pass_fds=fds,
         stdin=subprocess.DEVNULL,
         env=env,
@@ -228,7 +228,9 @@ class _PoolState:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         try:
-            server = _spawn(_SERVER_BOOT, (req_r, rep_w), (req_r, rep_w, self.workers, os.getpid()))
+            # -S: no site import (the path comes from this process); the
+            # server runs nothing but the extension.
+            server = _spawn(_SERVER_BOOT, (req_r, rep_w), (req_r, rep_w, self.workers, os.getpid()), ("-S",))
         except BaseException:
             for fd in (req_r, req_w, rep_r, rep_w):
                 os.close(fd)
