@@ -185,6 +185,16 @@ pub enum Error {
     #[error("could not start a worker process")]
     Start(#[source] std::io::Error),
 
+    /// A step that every rank of an MPI job takes together failed: MPI
+    /// could not start as shmpar needs, or another rank failed the step
+    /// (every rank returns this error, so none waits for the others).
+    #[cfg(feature = "mpi")]
+    #[error("MPI job: {reason}")]
+    Mpi {
+        /// What failed, and on which rank.
+        reason: String,
+    },
+
     /// A spawned worker was started from another executable than the
     /// coordinator's, or without `shmpar::init()`.
     #[error("spawned worker is not running the coordinator's executable: {reason}")]

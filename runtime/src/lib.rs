@@ -46,6 +46,8 @@ pub mod error;
 #[doc = include_str!("../../docs/runtime.md")]
 pub mod guide {}
 pub mod job;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pool;
 mod sys;
 mod transfer;

@@ -15,6 +15,9 @@ pub(crate) enum Meet<'a> {
     Threads(&'a std::sync::Barrier),
     /// A single worker, or chunks run one after another: nothing to wait for.
     Alone,
+    /// The ranks of an MPI job: a barrier across every rank.
+    #[cfg(feature = "mpi")]
+    Mpi(&'a crate::mpi::Rendezvous),
 }
 
 /// What a kernel knows about where it runs: its rank, the number of
@@ -110,6 +113,11 @@ impl<'a> Ctx<'a> {
                 false
             }
             Meet::Alone => false,
+            #[cfg(feature = "mpi")]
+            Meet::Mpi(rendezvous) => {
+                rendezvous.wait();
+                false
+            }
         };
         if poisoned {
             std::panic::resume_unwind(Box::new(Aborted));

@@ -7,6 +7,9 @@ use std::ops::Range;
 use ndarray::{Array, ArrayBase, ArrayView, ArrayViewMut, Axis, Data, Dimension, IntoDimension, RemoveAxis};
 use shmpar_core::{Element, MAX_NAME_LEN, Segment, SharedArray};
 
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
 use super::World;
 use super::comm::{self, tag};
 use crate::error::{Error, Result};
@@ -80,26 +83,35 @@ impl<T: Element, D: Dimension> std::fmt::Debug for Replicated<T, D> {
 }
 
 fn mismatch(reason: impl Into<String>) -> Error {
-    Error::Mismatch { reason: reason.into() }
+    Error::Mismatch {
+        reason: reason.into(),
+    }
 }
 
 /// Creates the node's segment for an array of `local` shape: the leader
-/// creates it and broadcasts its name over the node's communicator, the
-/// others attach. Collective over the world; every rank gets the same
-/// verdict.
-fn node_segment<T: Element, D: Dimension>(world: &World, local: &D) -> Result<SharedArray<T, D>> {
+/// creates it, runs `prepare` on it, and broadcasts its name over the
+/// node's communicator; the others attach. Collective over `comm`; every
+/// rank gets the same verdict.
+pub(crate) fn node_segment<T: Element, D: Dimension>(
+    comm: &SimpleCommunicator,
+    node: &SimpleCommunicator,
+    local: &D,
+    prepare: impl FnOnce(&SharedArray<T, D>) -> Result<()>,
+) -> Result<SharedArray<T, D>> {
     // The name travels as a length (2 bytes, 0: the leader failed) and its bytes.
     let mut message = [0u8; 2 + MAX_NAME_LEN];
     let mut mine: Result<Option<SharedArray<T, D>>> = Ok(None);
-    if world.is_leader() {
-        mine = SharedArray::<T, D>::create(local.clone()).map(Some).map_err(Error::from);
+    if node.rank() == 0 {
+        mine = SharedArray::<T, D>::create(local.clone())
+            .map_err(Error::from)
+            .and_then(|array| prepare(&array).map(|()| Some(array)));
         if let Ok(Some(array)) = &mine {
             let name = array.name();
             message[..2].copy_from_slice(&(name.len() as u16).to_le_bytes());
             message[2..2 + name.len()].copy_from_slice(name.as_bytes());
         }
     }
-    comm::broadcast(&world.node, 0, &mut message);
+    comm::broadcast(node, 0, &mut message);
     let result: Result<SharedArray<T, D>> = match mine {
         Ok(Some(array)) => Ok(array),
         Err(e) => Err(e),
@@ -107,7 +119,7 @@ fn node_segment<T: Element, D: Dimension>(world: &World, local: &D) -> Result<Sh
             let len = u16::from_le_bytes([message[0], message[1]]) as usize;
             match std::str::from_utf8(&message[2..2 + len.min(MAX_NAME_LEN)]) {
                 _ if len == 0 => Err(comm::failed_elsewhere(
-                    world.node_ranks(world.node()).start,
+                    comm.rank() as usize - node.rank() as usize,
                     "create its node's segment",
                 )),
                 Ok(name) => SharedArray::<T, D>::attach_with_shape(name, local.clone()).map_err(Error::from),
@@ -115,7 +127,7 @@ fn node_segment<T: Element, D: Dimension>(world: &World, local: &D) -> Result<Sh
             }
         }
     };
-    match comm::first_failure(&world.comm, result.is_ok()) {
+    match comm::first_failure(comm, result.is_ok()) {
         None => result,
         Some(rank) => Err(result
             .err()
@@ -123,12 +135,19 @@ fn node_segment<T: Element, D: Dimension>(world: &World, local: &D) -> Result<Sh
     }
 }
 
+/// [`node_segment`] over the world's communicators, with nothing to prepare.
+fn world_segment<T: Element, D: Dimension>(world: &World, local: &D) -> Result<SharedArray<T, D>> {
+    node_segment(&world.comm, &world.node, local, |_| Ok(()))
+}
+
 /// Rank 0's shape, on every rank; `None` on rank 0 means it passed no
 /// array. Collective.
 fn broadcast_shape<D: Dimension>(world: &World, shape: Option<&[usize]>) -> Result<D> {
     let ndim = comm::broadcast_u64(&world.comm, 0, shape.map_or(u64::MAX, |s| s.len() as u64));
     if ndim == u64::MAX {
-        return Err(mismatch("rank 0 passed no array to distribute; it must pass Some(array)"));
+        return Err(mismatch(
+            "rank 0 passed no array to distribute; it must pass Some(array)",
+        ));
     }
     let mut dims = vec![0u64; ndim as usize];
     if let Some(shape) = shape {
@@ -143,7 +162,10 @@ fn broadcast_shape<D: Dimension>(world: &World, shape: Option<&[usize]>) -> Resu
         )));
     }
     let mut dim = D::zeros(dims.len());
-    dim.slice_mut().iter_mut().zip(&dims).for_each(|(d, &s)| *d = s as usize);
+    dim.slice_mut()
+        .iter_mut()
+        .zip(&dims)
+        .for_each(|(d, &s)| *d = s as usize);
     Ok(dim)
 }
 
@@ -166,7 +188,7 @@ impl<T: Element, D: Dimension + RemoveAxis + 'static> DistArray<T, D> {
     /// [`Error::Mismatch`] for a 0-dimensional shape or if the ranks pass
     /// different shapes; the segment errors of [`SharedArray::create`]
     /// (as [`Error::Core`] on the rank that met them, as
-    /// [`Error::PoolBroken`] naming that rank on the others).
+    /// [`Error::Mpi`] naming that rank on the others).
     pub fn create<Sh: IntoDimension<Dim = D>>(world: &World, shape: Sh) -> Result<Self> {
         Self::create_with_halo(world, shape, 0)
     }
@@ -180,7 +202,11 @@ impl<T: Element, D: Dimension + RemoveAxis + 'static> DistArray<T, D> {
     /// As [`create`](Self::create); [`Error::Mismatch`] if a node owns
     /// fewer than `halo` rows in a job of several nodes (its neighbours'
     /// ghost rows would come from further away).
-    pub fn create_with_halo<Sh: IntoDimension<Dim = D>>(world: &World, shape: Sh, halo: usize) -> Result<Self> {
+    pub fn create_with_halo<Sh: IntoDimension<Dim = D>>(
+        world: &World,
+        shape: Sh,
+        halo: usize,
+    ) -> Result<Self> {
         let dim = shape.into_dimension();
         check_same_shape(world, dim.slice())?;
         Self::create_checked(world, dim, halo)
@@ -208,7 +234,7 @@ impl<T: Element, D: Dimension + RemoveAxis + 'static> DistArray<T, D> {
         };
         let mut local_dim = dim.clone();
         local_dim.slice_mut()[0] = stored.len();
-        let local = node_segment::<T, D>(world, &local_dim)?;
+        let local = world_segment::<T, D>(world, &local_dim)?;
         let array = DistArray {
             dim,
             halo,
@@ -254,18 +280,29 @@ impl<T: Element, D: Dimension + RemoveAxis + 'static> DistArray<T, D> {
                 let part = source.slice_axis(Axis(0), world.node_rows(array.rows(), node).into());
                 if node == 0 {
                     let rows = array.local_rows(array.node_rows.clone());
-                    array.local.view_mut().slice_axis_mut(Axis(0), rows.into()).assign(&part);
+                    array
+                        .local
+                        .view_mut()
+                        .slice_axis_mut(Axis(0), rows.into())
+                        .assign(&part);
                 } else {
                     let part = part.as_standard_layout();
                     let elements = part.as_slice().expect("a standard-layout array is one slice");
-                    comm::send(&world.comm, world.node_ranks(node).start, tag::SCATTER, comm::as_bytes(elements));
+                    comm::send(
+                        &world.comm,
+                        world.node_ranks(node).start,
+                        tag::SCATTER,
+                        comm::as_bytes(elements),
+                    );
                 }
             }
         } else if world.is_leader() {
             let rows = array.local_rows(array.node_rows.clone());
             let mut view = array.local.view_mut();
             let mut mine = view.slice_axis_mut(Axis(0), rows.into());
-            let elements = mine.as_slice_mut().expect("rows of a C-order array are one slice");
+            let elements = mine
+                .as_slice_mut()
+                .expect("rows of a C-order array are one slice");
             comm::receive(&world.comm, 0, tag::SCATTER, comm::as_bytes_mut(elements));
         }
         // The node's other ranks read their rows only after the leader wrote them.
@@ -305,10 +342,22 @@ impl<T: Element, D: Dimension + RemoveAxis + 'static> DistArray<T, D> {
                 let rows = world.node_rows(self.rows(), node);
                 let mut part = out.slice_axis_mut(Axis(0), rows.clone().into());
                 if node == 0 {
-                    part.assign(&self.local.view().slice_axis(Axis(0), self.local_rows(rows).into()));
+                    part.assign(
+                        &self
+                            .local
+                            .view()
+                            .slice_axis(Axis(0), self.local_rows(rows).into()),
+                    );
                 } else {
-                    let elements = part.as_slice_mut().expect("rows of a new C-order array are one slice");
-                    comm::receive(&world.comm, world.node_ranks(node).start, tag::GATHER, comm::as_bytes_mut(elements));
+                    let elements = part
+                        .as_slice_mut()
+                        .expect("rows of a new C-order array are one slice");
+                    comm::receive(
+                        &world.comm,
+                        world.node_ranks(node).start,
+                        tag::GATHER,
+                        comm::as_bytes_mut(elements),
+                    );
                 }
             }
         } else if world.is_leader() {
@@ -415,7 +464,7 @@ impl<T: Element, D: Dimension + 'static> Replicated<T, D> {
     /// Creates the per-node copies, zero-filled. Collective.
     fn create(world: &World, dim: D) -> Result<Self> {
         Ok(Replicated {
-            array: node_segment::<T, D>(world, &dim)?,
+            array: world_segment::<T, D>(world, &dim)?,
             rank: world.rank,
             ranks: world.size,
         })

@@ -61,17 +61,25 @@ mod job;
 mod tests;
 
 use std::ops::Range;
-use std::sync::atomic::{Ordering, fence};
 use std::thread::ThreadId;
 
 use mpi::environment::Universe;
 use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
+use ndarray::Ix1;
+use shmpar_core::SharedArray;
 
 use crate::error::{Error, Result};
 
+/// rsmpi, the MPI bindings shmpar uses: for a program's own MPI calls on
+/// [`World::comm`] (`use shmpar::mpi::rsmpi::traits::*;`).
+pub use ::mpi as rsmpi;
 pub use args::{DistArg, DistArgs, DistKind, Whole, WholeSource, whole};
 pub use array::{DistArray, Replicated};
+
+/// The environment variable that caps the ranks per node (see
+/// [`World::init`]).
+pub const NODE_SIZE_VAR: &str = "SHMPAR_MPI_NODE_SIZE";
 
 /// The exit status of a job aborted because a kernel panicked: Rust's own
 /// status for a panic.
@@ -120,40 +128,84 @@ impl std::fmt::Debug for World {
 }
 
 fn start_error(reason: impl Into<String>) -> Error {
-    Error::Start(std::io::Error::other(reason.into()))
+    Error::Mpi {
+        reason: reason.into(),
+    }
 }
 
 impl World {
     /// Initializes MPI and finds the job's nodes. Every rank calls it.
+    ///
+    /// The ranks that share memory (`MPI_Comm_split_type` with
+    /// `MPI_COMM_TYPE_SHARED`) form a node. With [`NODE_SIZE_VAR`]
+    /// (`SHMPAR_MPI_NODE_SIZE=k`, the same on every rank) a machine's ranks
+    /// form nodes of at most `k` ranks instead, each with its own segments
+    /// and ghost rows: to run the paths between nodes on one machine, or to
+    /// keep one copy per socket.
     ///
     /// Also installs shmpar's cleanup handler for SIGINT, SIGTERM and SIGHUP
     /// (where their disposition is the default), so a rank the launcher
     /// stops with SIGTERM removes the segments it created.
     ///
     /// # Errors
-    /// [`Error::Start`] if MPI is already initialized in this process (one
+    /// [`Error::Mpi`] if MPI is already initialized in this process (one
     /// `World` per process, and nothing else may initialize MPI), or if the
     /// MPI library numbers the ranks of a node in a way shmpar cannot use.
     /// Every rank gets the same answer.
     pub fn init() -> Result<World> {
-        let (universe, _provided) = mpi::initialize_with_threading(mpi::Threading::Funneled)
-            .ok_or_else(|| start_error("MPI is already initialized in this process: create one shmpar::mpi::World, first"))?;
+        let (universe, _provided) =
+            mpi::initialize_with_threading(mpi::Threading::Funneled).ok_or_else(|| {
+                start_error(
+                    "MPI is already initialized in this process: create one shmpar::mpi::World, first",
+                )
+            })?;
+        // Before the first segment: a rank that the launcher stops with
+        // SIGTERM removes the segments it created.
+        shmpar_core::signals::install();
         let world = universe.world();
         let world_rank = world.rank();
         // Number ranks node by node: key each rank by its node's lowest world
         // rank (ties keep the world order), so world rank 0 stays 0.
         let mut node_key = world_rank;
-        world.split_shared(world_rank).process_at_rank(0).broadcast_into(&mut node_key);
+        world
+            .split_shared(world_rank)
+            .process_at_rank(0)
+            .broadcast_into(&mut node_key);
         let comm = world
             .split_by_color_with_key(Color::with_value(0), node_key)
             .ok_or_else(|| start_error("MPI_Comm_split returned no communicator for a defined color"))?;
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
         let node = comm.split_shared(comm.rank());
+        // Smaller nodes than the machine's, on request: to try the paths
+        // between nodes on one machine, or to keep a segment per socket.
+        let node = match std::env::var(NODE_SIZE_VAR).ok().map(|v| v.parse::<usize>()) {
+            None => node,
+            Some(Ok(ranks)) if ranks > 0 => node
+                .split_by_color(Color::with_value((node.rank() as usize / ranks) as i32))
+                .ok_or_else(|| start_error("MPI_Comm_split returned no communicator for a defined color"))?,
+            Some(_) => {
+                return Err(start_error(format!(
+                    "{NODE_SIZE_VAR} must be a number of ranks, at least 1"
+                )));
+            }
+        };
         let leader = node.rank() == 0;
-        let leaders = comm.split_by_color(if leader { Color::with_value(0) } else { Color::undefined() });
+        let leaders = comm.split_by_color(if leader {
+            Color::with_value(0)
+        } else {
+            Color::undefined()
+        });
+        let node_size = node.size() as u32;
+        let meeting = array::node_segment::<u8, Ix1>(&comm, &node, &Ix1(1), |array| {
+            array.segment().barrier().reset(node_size).map_err(Error::from)
+        })?;
+        let several_nodes =
+            comm::broadcast_u64(&comm, 0, leaders.as_ref().map_or(0, |l| l.size() as u64)) > 1;
         let rendezvous = Rendezvous {
-            comm: comm.duplicate(),
+            node: meeting,
+            leaders: leaders.as_ref().filter(|_| several_nodes).map(|l| l.duplicate()),
+            several_nodes,
             thread: std::thread::current().id(),
         };
 
@@ -178,9 +230,10 @@ impl World {
         let node_index = node_starts.iter().rposition(|&f| f <= rank).unwrap_or(0);
         node_starts.push(size);
         if node.size() as usize != node_starts[node_index + 1] - node_starts[node_index] {
-            return Err(start_error("the node's communicator and the table of nodes disagree"));
+            return Err(start_error(
+                "the node's communicator and the table of nodes disagree",
+            ));
         }
-        shmpar_core::signals::install();
         Ok(World {
             rendezvous,
             comm,
@@ -214,12 +267,12 @@ impl World {
         self.node_index
     }
 
-    /// The ranks of node `node`: consecutive.
-    ///
-    /// # Panics
-    /// If `node >= nodes()`.
+    /// The ranks of node `node`: consecutive (none for `node >= nodes()`).
     pub fn node_ranks(&self, node: usize) -> Range<usize> {
-        self.node_starts[node]..self.node_starts[node + 1]
+        match (self.node_starts.get(node), self.node_starts.get(node + 1)) {
+            (Some(&first), Some(&end)) => first..end,
+            _ => self.size..self.size,
+        }
     }
 
     /// Whether this rank leads its node: it creates the node's segments,
@@ -234,7 +287,10 @@ impl World {
         &self.comm
     }
 
-    /// Waits until every rank has called `barrier`; writes to shared
+    /// Waits until every rank has called `barrier`, as
+    /// [`Ctx::barrier`](crate::Ctx::barrier) does in a kernel: the ranks of
+    /// a node meet at shmpar's barrier in a segment of the node's, and the
+    /// node leaders meet with `MPI_Barrier` in between. Writes to a node's
     /// segments made before it are visible to every rank of the node after
     /// it.
     pub fn barrier(&self) {
@@ -289,11 +345,18 @@ impl Drop for World {
     }
 }
 
-/// The barrier a kernel's [`Ctx`](crate::Ctx) reaches in an MPI job: every
-/// rank, on a communicator of its own (so a kernel's barriers never match
-/// a collective call of shmpar's).
+/// The barrier of an MPI job, which a kernel's [`Ctx`](crate::Ctx) reaches
+/// too: the ranks of a node meet at the barrier in a small segment of the
+/// node's (shmpar's in-segment barrier: spin, then the shared futex), and
+/// when there are several nodes their leaders meet with `MPI_Barrier` in
+/// between, on a communicator of their own (so a kernel's barriers never
+/// match a collective call of shmpar's), before releasing their node.
 pub(crate) struct Rendezvous {
-    comm: SimpleCommunicator,
+    /// A one-byte array whose header holds the node's barrier.
+    node: SharedArray<u8, Ix1>,
+    /// The node leaders, on a leader of a job of several nodes.
+    leaders: Option<SimpleCommunicator>,
+    several_nodes: bool,
     /// The thread that initialized MPI: the only one that may call it.
     thread: ThreadId,
 }
@@ -301,14 +364,16 @@ pub(crate) struct Rendezvous {
 // SAFETY: the one method, `wait`, calls MPI only on the thread that
 // initialized it (checked; MPI_THREAD_FUNNELED allows exactly that) and
 // only reads the communicator handle, which nothing changes after
-// creation. So sharing `&Rendezvous` with other threads (a kernel that runs
-// rayon inside its chunk and hands it `&Ctx`) cannot make two threads call
-// MPI.
+// creation; the node's barrier is made for any thread of any process. So
+// sharing `&Rendezvous` with other threads (a kernel that runs rayon inside
+// its chunk and hands it `&Ctx`) cannot make two threads call MPI.
 unsafe impl Sync for Rendezvous {}
 
 impl Rendezvous {
-    /// `MPI_Barrier` across every rank, fenced so that this node's shared
-    /// segments are consistent on both sides of it.
+    /// Waits for every rank. Every write to a shared segment made before
+    /// the call, by any rank of this node, is visible after it (the
+    /// in-segment barrier's release/acquire); ranks on other nodes see
+    /// nothing of this node's memory but what messages carry.
     ///
     /// # Panics
     /// On another thread than the one that created the [`World`].
@@ -318,12 +383,24 @@ impl Rendezvous {
             "an MPI job's barrier was called on another thread than the one that created the shmpar::mpi::World; \
              MPI is initialized for that thread only"
         );
-        // MPI's barrier orders the ranks' calls, not necessarily their
-        // plain stores to a shared mapping; the fences make every write
-        // before the barrier visible after it (the role MPI_Win_sync plays
-        // for MPI's own shared windows).
-        fence(Ordering::SeqCst);
-        self.comm.barrier();
-        fence(Ordering::SeqCst);
+        self.meet_node();
+        if self.several_nodes {
+            if let Some(leaders) = &self.leaders {
+                leaders.barrier();
+            }
+            self.meet_node();
+        }
+    }
+
+    fn meet_node(&self) {
+        if let Err(e) = self.node.segment().barrier().wait() {
+            // Nothing poisons this barrier: its line was overwritten. The
+            // ranks cannot meet any more, so the job cannot go on.
+            eprintln!(
+                "shmpar::mpi: the node's barrier in {} failed ({e}); aborting the MPI job",
+                self.node.name()
+            );
+            SimpleCommunicator::world().abort(PANIC_STATUS);
+        }
     }
 }
