@@ -135,6 +135,29 @@ def _how_it_ended(returncode):
     return f"it exited with code {returncode}"
 
 
+def _children(pid):
+    """The pids of `pid`'s children (empty if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except OSError:
+        return []
+
+
+def _running(pids):
+    """Those of `pids` that still run (exited ones, zombies included, hold
+    no memory and no lock any more)."""
+    running = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[-1].split()[0] != "Z":
+                    running.append(pid)
+        except OSError:
+            pass
+    return running
+
+
 def _stop(proc, timeout):
     """Waits up to ``timeout`` seconds for ``proc`` to exit, then kills it;
     returns whether it had to be killed."""
@@ -258,9 +281,16 @@ class _PoolState:
         if client is not None:
             client.close()
         if server is not None:
+            workers = _children(server.pid)
             killed = _stop(server, timeout)
             if killed or server.returncode != 0:
                 # It could not remove its pool's control segment itself.
+                # Its workers die with it (parent-death signal); until they
+                # have, they hold the segment, and gc leaves held segments
+                # alone.
+                deadline = time.monotonic() + 5.0
+                while _running(workers) and time.monotonic() < deadline:
+                    time.sleep(0.005)
                 _shmpar._remove_orphans_of(server.pid)
 
     def after_kernel_call(self):

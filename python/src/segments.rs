@@ -15,9 +15,10 @@ use crate::array::{SharedArray, numpy_name};
 
 /// One segment as a dict: `name`, `dtype` (a NumPy name such as
 /// `"float64"`, or None while initializing or when unreadable), `shape`
-/// (a tuple), `bytes`, `creator_pid` (0 if unknown), `alive` (whether the
-/// creator still runs), `persistent`, and `state` (`"ready"`,
-/// `"initializing"`, `"corrupt: ..."`, `"unsupported: layout version N"`).
+/// (a tuple), `bytes`, `creator_pid` (0 if unknown), `alive` (whether a
+/// process holds it: its creator or an attacher, or it cannot be told),
+/// `persistent`, and `state` (`"ready"`, `"initializing"`, `"corrupt:
+/// ..."`, `"unsupported: layout version N"`).
 fn info_dict<'py>(py: Python<'py>, info: &SegmentInfo) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("name", &info.name)?;
@@ -41,10 +42,10 @@ pub(crate) fn ls(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
     list.iter().map(|info| info_dict(py, info)).collect()
 }
 
-/// Removes every shmpar segment whose creator is dead (never one whose
-/// creator runs, nor one its creator persisted on purpose) and returns
-/// them as `ls` describes them; with `dry_run=True` only lists them. What
-/// `shmpar gc` does.
+/// Removes every shmpar segment that no process holds (never one that its
+/// creator or an attacher holds, nor one its creator persisted on purpose)
+/// and returns them as `ls` describes them; with `dry_run=True` only lists
+/// them. What `shmpar gc` does.
 #[pyfunction]
 #[pyo3(signature = (dry_run = false))]
 pub(crate) fn gc(py: Python<'_>, dry_run: bool) -> PyResult<Vec<Bound<'_, PyDict>>> {
@@ -52,9 +53,9 @@ pub(crate) fn gc(py: Python<'_>, dry_run: bool) -> PyResult<Vec<Bound<'_, PyDict
     removed.iter().map(|info| info_dict(py, info)).collect()
 }
 
-/// Removes the segments that process `pid` created, if it is dead: after
-/// the package had to kill one of its own helper processes. Returns how
-/// many it removed.
+/// Removes the segments that process `pid` created and that nobody holds
+/// any more: after the package had to kill one of its own helper processes
+/// (its pool's control segment). Returns how many it removed.
 #[pyfunction]
 pub(crate) fn _remove_orphans_of(py: Python<'_>, pid: i32) -> usize {
     py.detach(|| {
