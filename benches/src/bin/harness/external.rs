@@ -10,6 +10,19 @@ use shmpar_benches::stats::Summary;
 use crate::results::{BarrierRow, CReference, CompareRow, CompareRun, Python};
 use crate::{Res, RunArgs, strings};
 
+/// `git describe --always --dirty` of the workspace the harness runs in.
+pub fn commit() -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(workspace_root())
+        .args(["describe", "--always", "--dirty"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
 /// A C program built for this run, removed when dropped.
 pub struct CBinary {
     path: PathBuf,

@@ -230,6 +230,7 @@ fn orchestrate(mut run: RunArgs) -> Res<()> {
     let mut res = Results {
         machine: machine(&run.label),
         command: command_line(),
+        commit: external::commit(),
         headline_len: run.len,
         headline_workers: hw,
         dtype: run.dtype.clone(),

@@ -94,10 +94,15 @@ pub fn write(out: &Path, res: &Results, devices: &[Results]) -> Res<()> {
          + one `Process` per chunk, fork and spawn), and against the bandwidth bound of the machine. \
          Written by the comparison harness; every figure on this page comes from one run of\n\n\
          ```sh\n{cmd}\n```\n\n\
-         (`benches/src/bin/harness/`; {:.0} s on {}). The machine is shared and noisy: \
-         times are medians, and comparisons are ratios within the same run. \
+         (`benches/src/bin/harness/`; {:.0} s on {}{}). The machine is shared and noisy: \
+         times are medians with their spread, comparisons are ratios within the same run, and every \
+         measurement records how busy the machine was ([Load while measuring](#load-while-measuring)). \
          Raw numbers: [`results.json`](results.json).\n",
-        res.wall_s, res.machine.label
+        res.wall_s,
+        res.machine.label,
+        res.commit
+            .as_ref()
+            .map_or(String::new(), |c| format!(", source at `{c}`"))
     )?;
     md.push_str(&targets::table(res));
     md.push_str(&machine_section(out, res, "local")?);

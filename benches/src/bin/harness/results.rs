@@ -177,6 +177,10 @@ impl CompareRun {
 pub struct Results {
     pub machine: Machine,
     pub command: String,
+    /// The source measured: `git describe --always --dirty` of the
+    /// workspace, if it is a git checkout.
+    #[serde(default)]
+    pub commit: Option<String>,
     pub headline_len: usize,
     pub headline_workers: usize,
     pub dtype: String,
