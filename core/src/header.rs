@@ -28,7 +28,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::liveness::ProcessId;
-use crate::sync::{BarrierState, LockState};
+use crate::sync::{BarrierState, BarrierTree, LockState};
 
 /// The first eight bytes of every header.
 pub const MAGIC: [u8; 8] = *b"SHMPAR\0\0";
@@ -148,13 +148,17 @@ pub(crate) struct HeaderPage {
     pub(crate) header: Header,
     pub(crate) barrier: BarrierState,
     pub(crate) lock: LockState,
-    _reserved: [u8; HEADER_PAGE_SIZE - HEADER_SIZE - 128],
+    /// The barrier's combining tree (used beyond four parties).
+    pub(crate) barrier_tree: BarrierTree,
+    _reserved: [u8; HEADER_PAGE_SIZE - HEADER_SIZE - 128 - size_of::<BarrierTree>()],
 }
 
 /// Offset of the barrier's line from the start of the header.
 pub(crate) const BARRIER_OFFSET: usize = offset_of!(HeaderPage, barrier);
 /// Offset of the lock's line from the start of the header.
 pub(crate) const LOCK_OFFSET: usize = offset_of!(HeaderPage, lock);
+/// Offset of the barrier's combining tree from the start of the header.
+pub(crate) const BARRIER_TREE_OFFSET: usize = offset_of!(HeaderPage, barrier_tree);
 /// Offset of the state word from the start of the header.
 pub(crate) const STATE_OFFSET: usize = offset_of!(Header, state);
 /// Offset of the flags word from the start of the header.
@@ -164,6 +168,7 @@ const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
 const _: () = assert!(size_of::<HeaderPage>() == HEADER_PAGE_SIZE);
 const _: () = assert!(BARRIER_OFFSET.is_multiple_of(64) && BARRIER_OFFSET >= HEADER_SIZE);
 const _: () = assert!(LOCK_OFFSET.is_multiple_of(64) && LOCK_OFFSET >= BARRIER_OFFSET + 64);
+const _: () = assert!(BARRIER_TREE_OFFSET == 384 && size_of::<BarrierTree>() == 1344);
 const _: () = assert!(STATE_OFFSET.is_multiple_of(4) && FLAGS_OFFSET.is_multiple_of(4));
 const _: () = assert!(HEADER_PAGE_SIZE == PAGE_SIZE);
 

@@ -22,13 +22,13 @@ use crate::cleanup;
 use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::header::{
-    self, BARRIER_OFFSET, FLAGS_OFFSET, Header, LIVENESS_LOCK_OFFSET, LOCK_OFFSET, Layout, STATE_OFFSET,
+    self, BARRIER_OFFSET, BARRIER_TREE_OFFSET, FLAGS_OFFSET, Header, LIVENESS_LOCK_OFFSET, LOCK_OFFSET, Layout, STATE_OFFSET,
 };
 use crate::liveness::ProcessId;
 use crate::name;
 use crate::os::{self, Mapping};
 use crate::signals;
-use crate::sync::{Barrier, BarrierState, LockState, ShmLock};
+use crate::sync::{Barrier, BarrierState, BarrierTree, LockState, ShmLock};
 pub(crate) use peek::open_for_reading;
 pub use peek::{Peek, liveness, peek, peek_creator, peek_data};
 use place::Place;
@@ -816,17 +816,24 @@ impl Segment {
         self.header_word(FLAGS_OFFSET)
     }
 
-    /// The barrier in this segment.
+    /// The barrier in this segment: a central counter up to four parties,
+    /// a combining tree beyond (see `core/src/sync/README.md`). A worker
+    /// that knows its rank passes it with [`Barrier::with_rank`].
     pub fn barrier(&self) -> Barrier<'_> {
         let state = self
             .header_page()
             .wrapping_add(BARRIER_OFFSET)
             .cast::<BarrierState>();
-        // SAFETY: the barrier's 64-byte aligned line lies inside the header
-        // page of the mapping, which lives as long as the borrow of `self`;
-        // it is made only of atomics, zero-valid, and never written
-        // non-atomically after creation.
-        Barrier::new(unsafe { &*state })
+        let tree = self
+            .header_page()
+            .wrapping_add(BARRIER_TREE_OFFSET)
+            .cast::<BarrierTree>();
+        // SAFETY: the barrier's 64-byte aligned line and its tree's lines lie
+        // inside the header page of the mapping, which lives as long as the
+        // borrow of `self`; they are made only of atomics, zero-valid, and
+        // never written non-atomically after creation.
+        let (state, tree) = unsafe { (&*state, &*tree) };
+        Barrier::new(state).with_tree(tree)
     }
 
     /// The process-shared lock in this segment.

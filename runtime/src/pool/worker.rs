@@ -55,7 +55,8 @@ impl WorkerEnv {
     }
 
     fn barrier(&self) -> Barrier<'_> {
-        self.control.barrier()
+        // The rank places this worker at its own leaf of the barrier's tree.
+        self.control.barrier().with_rank(self.rank as u32)
     }
 
     /// The job's arrays, opened as `openers` say: from the cache when this
