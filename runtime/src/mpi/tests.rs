@@ -102,6 +102,10 @@ fn panicking_kernel() {
     if std::env::var_os(MODE_VAR).is_some() {
         let world = World::init().expect("MPI starts");
         let mut a = DistArray::<f64, _>::create(&world, 100).expect("an array");
+        if world.is_leader() {
+            println!("segments: {} {}", a.name(), world.rendezvous.node.name());
+        }
+        world.barrier();
         // Rank 1 panics; rank 0 waits in the kernel's barrier for it.
         let _ = world.run(&mut a, (), |ctx, _rows, _| {
             if ctx.rank() == 1 {
@@ -117,6 +121,17 @@ fn panicking_kernel() {
     assert!(text.contains("kernel panic on purpose"), "{text}");
     assert!(text.contains("aborting the MPI job"), "{text}");
     assert!(start.elapsed() < DEADLINE);
+    // The launcher stopped rank 0 with SIGTERM, and its handler removed the
+    // segments it had created.
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.split_once("segments: ").map(|(_, names)| names))
+        .flat_map(|names| names.split(' '))
+        .collect();
+    assert_eq!(names.len(), 2, "{text}");
+    for name in names {
+        assert!(!std::path::Path::new("/dev/shm").join(name).exists(), "{name} was left behind");
+    }
 }
 
 /// Every check, on every rank of one job.
