@@ -58,12 +58,11 @@ fn shape_text(shape: &[usize]) -> String {
     format!("{shape:?}")
 }
 
-fn alive_text(info: &SegmentInfo) -> &'static str {
-    match (info.creator_pid, info.alive) {
-        (0, _) => "unknown",
-        (_, true) => "yes",
-        (_, false) => "no",
-    }
+/// Whether the segment is in use: a process holds a handle of it (core
+/// asks the kernel for its liveness lock; a probe that fails counts as in
+/// use), which is what `gc` goes by.
+fn in_use_text(info: &SegmentInfo) -> &'static str {
+    if info.alive { "yes" } else { "no" }
 }
 
 /// `shmpar ls [--json]`.
@@ -85,7 +84,7 @@ pub(crate) fn ls(json: bool) -> CliResult {
                 shape_text(&s.shape),
                 bytes(s.bytes),
                 s.creator_pid.to_string(),
-                alive_text(s).into(),
+                in_use_text(s).into(),
                 if s.persistent { "yes" } else { "no" }.into(),
                 s.state.clone(),
             ]
@@ -97,7 +96,7 @@ pub(crate) fn ls(json: bool) -> CliResult {
         "SHAPE",
         "SIZE",
         "CREATOR",
-        "ALIVE",
+        "IN USE",
         "PERSISTENT",
         "STATE",
     ]
@@ -138,7 +137,7 @@ pub(crate) fn gc(dry_run: bool, include_persistent: bool) -> CliResult {
     let mut text = String::new();
     for s in &orphans {
         text.push_str(&format!(
-            "{verb} {} ({} {}, {}, creator pid {} is dead)\n",
+            "{verb} {} ({} {}, {}, creator pid {}, held by no process)\n",
             quote_name(&s.name),
             s.dtype.as_deref().unwrap_or("-"),
             shape_text(&s.shape),
@@ -168,7 +167,7 @@ pub(crate) fn gc(dry_run: bool, include_persistent: bool) -> CliResult {
             .count();
         if kept > 0 {
             text.push_str(&format!(
-                "gc: kept {kept} persisted segment(s) of dead creators (--include-persistent removes them)\n"
+                "gc: kept {kept} persisted segment(s) that no process holds (--include-persistent removes them)\n"
             ));
         }
     }
@@ -187,7 +186,10 @@ struct Inspection {
     data_bytes: usize,
     header_offset: usize,
     creator_pid: i32,
+    /// Whether the creator process still runs (its pid and start time).
     alive: bool,
+    /// Whether a process holds a handle of the segment (its liveness lock).
+    in_use: bool,
     persistent: bool,
     state: String,
     stats: Stats,
@@ -355,6 +357,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
         header_offset: layout.header_offset,
         creator_pid: layout.creator.pid,
         alive: layout.creator.is_alive(),
+        in_use: peek.liveness().in_use(),
         persistent: layout.persistent,
         state: info.state,
         stats,
@@ -376,6 +379,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
          elements     {}\n\
          bytes        {} ({} of data at offset {}, header page at {})\n\
          creator      pid {} ({})\n\
+         in use       {}\n\
          persistent   {}\n\
          state        {}\n\
          count        {} (not NaN)\n\
@@ -395,6 +399,11 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
         report.header_offset,
         report.creator_pid,
         if report.alive { "alive" } else { "dead" },
+        if report.in_use {
+            "yes: a process holds a handle of it"
+        } else {
+            "no: no process holds a handle of it"
+        },
         if report.persistent {
             "yes: kept after its creator exits"
         } else {

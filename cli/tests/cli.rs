@@ -114,6 +114,7 @@ fn inspect_prints_header_and_statistics() {
         "shape        [4]",
         "bytes        8192 (32 of data at offset 0, header page at 4096)",
         "(alive)",
+        "in use       yes",
         "count        3",
         "nan          1",
         "min          1",
@@ -124,6 +125,7 @@ fn inspect_prints_header_and_statistics() {
     let report = json(&["inspect", "--json", &format!("/dev/shm/{}", a.name())]);
     assert_eq!(report["creator_pid"], std::process::id());
     assert_eq!(report["alive"], true);
+    assert_eq!(report["in_use"], true);
     assert_eq!(report["data_offset"], 0);
     assert_eq!(report["header_offset"], 4096);
     assert_eq!(report["stats"]["count"], 3);
