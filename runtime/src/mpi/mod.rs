@@ -204,6 +204,7 @@ impl World {
             comm::broadcast_u64(&comm, 0, leaders.as_ref().map_or(0, |l| l.size() as u64)) > 1;
         let rendezvous = Rendezvous {
             node: meeting,
+            node_rank: node.rank() as u32,
             leaders: leaders.as_ref().filter(|_| several_nodes).map(|l| l.duplicate()),
             several_nodes,
             thread: std::thread::current().id(),
@@ -354,6 +355,8 @@ impl Drop for World {
 pub(crate) struct Rendezvous {
     /// A one-byte array whose header holds the node's barrier.
     node: SharedArray<u8, Ix1>,
+    /// This rank's place among the node's (a hint for the barrier's tree).
+    node_rank: u32,
     /// The node leaders, on a leader of a job of several nodes.
     leaders: Option<SimpleCommunicator>,
     several_nodes: bool,
@@ -393,7 +396,7 @@ impl Rendezvous {
     }
 
     fn meet_node(&self) {
-        if let Err(e) = self.node.segment().barrier().wait() {
+        if let Err(e) = self.node.segment().barrier().with_rank(self.node_rank).wait() {
             // Nothing poisons this barrier: its line was overwritten. The
             // ranks cannot meet any more, so the job cannot go on.
             eprintln!(

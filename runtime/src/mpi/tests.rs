@@ -130,7 +130,10 @@ fn panicking_kernel() {
         .collect();
     assert_eq!(names.len(), 2, "{text}");
     for name in names {
-        assert!(!std::path::Path::new("/dev/shm").join(name).exists(), "{name} was left behind");
+        assert!(
+            !std::path::Path::new("/dev/shm").join(name).exists(),
+            "{name} was left behind"
+        );
     }
 }
 
