@@ -71,6 +71,24 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// Huge pages were required ([`HugePages::On`](crate::HugePages::On))
+    /// and the system offers none where the segment may live, or not
+    /// enough of them. Nothing was created. The message says what was
+    /// found and what to configure.
+    #[error("no huge pages for segment {name}: {reason}. {remedy}")]
+    HugePagesUnavailable {
+        /// The segment name or file path (`a new segment` for a random name).
+        name: String,
+        /// What was found where huge pages were looked for.
+        reason: String,
+        /// What to configure to get them.
+        remedy: String,
+        /// The OS error, when a reservation failed (`ENOSPC` from a
+        /// hugetlbfs without enough free pages).
+        #[source]
+        source: Option<io::Error>,
+    },
+
     /// The requested shape is not usable (too large, too many axes, ...).
     #[error("invalid shape {shape:?}: {reason}")]
     InvalidShape {

@@ -63,6 +63,10 @@ pub struct SegmentInfo {
     /// (`SegmentOptions::persist`): gc leaves such segments alone unless
     /// asked to include them.
     pub persistent: bool,
+    /// The page size its header records: 4096, or a huge page size
+    /// (`SegmentOptions::huge_pages`). `None` unless the header is ready
+    /// and valid.
+    pub page_size: Option<usize>,
 }
 
 /// Lists every shmpar segment in `/dev/shm`, sorted by name. Entries that
@@ -105,12 +109,14 @@ fn describe(name: &str, file: &File, stat: ObjectStat, liveness: Liveness) -> Op
         alive: in_use(liveness, record),
         state: String::new(),
         persistent: false,
+        page_size: None,
     };
     match header::read_layout(file, stat.size, name) {
         Ok(layout) => {
             info.dtype = Some(layout.dtype.name().to_owned());
             info.shape = layout.shape;
             info.persistent = layout.persistent;
+            info.page_size = Some(layout.page_size);
             info.state = "ready".into();
         }
         Err(CoreError::Initializing { .. }) if record.is_some() || name.starts_with(DEFAULT_PREFIX) => {

@@ -267,6 +267,38 @@ impl Layout {
     /// [`Error::InvalidShape`] when the shape has too many axes or its byte
     /// size overflows.
     pub fn plan(dtype: DType, shape: &[usize]) -> Result<Layout> {
+        Self::plan_paged(dtype, shape, PAGE_SIZE)
+    }
+
+    /// Plans the layout of a new segment made of pages of `page_size`
+    /// bytes: the data from 0, zero padding, and the header page in the
+    /// last 4096 bytes of an object whose size is a multiple of
+    /// `page_size` (so every reader finds the header as it always does, and
+    /// on a `huge=within_size` tmpfs every page lies within the file's size).
+    /// With [`PAGE_SIZE`] this is [`plan`](Self::plan).
+    ///
+    /// ```
+    /// use shmpar_core::{DType, header::Layout};
+    /// let layout = Layout::plan_paged(DType::F64, &[1000], 2 << 20)?;
+    /// assert_eq!((layout.total_len, layout.header_offset), (2 << 20, (2 << 20) - 4096));
+    /// assert_eq!(layout.page_size, 2 << 20);
+    /// # Ok::<(), shmpar_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidShape`] as [`plan`](Self::plan) (and when rounding
+    /// up to `page_size` overflows); [`Error::InvalidOption`] when
+    /// `page_size` is not a power of two from [`PAGE_SIZE`] to
+    /// [`MAX_PAGE_SIZE`].
+    pub fn plan_paged(dtype: DType, shape: &[usize], page_size: usize) -> Result<Layout> {
+        if !page_size.is_power_of_two() || !(PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
+            return Err(Error::InvalidOption {
+                option: "page_size",
+                reason: format!(
+                    "{page_size} bytes; a page size is a power of two from {PAGE_SIZE} to {MAX_PAGE_SIZE}"
+                ),
+            });
+        }
         if shape.len() > MAX_RANK {
             return Err(Error::InvalidShape {
                 shape: shape.to_vec(),
@@ -282,11 +314,12 @@ impl Layout {
             ),
         };
         let data_len = data_bytes(shape, dtype).ok_or_else(too_large)?;
-        let header_offset = round_up(data_len, PAGE_SIZE).ok_or_else(too_large)?;
-        let total_len = header_offset
-            .checked_add(HEADER_PAGE_SIZE)
+        let total_len = round_up(data_len, PAGE_SIZE)
+            .and_then(|padded| padded.checked_add(HEADER_PAGE_SIZE))
+            .and_then(|end| round_up(end, page_size))
             .filter(|&t| t <= isize::MAX as usize)
             .ok_or_else(too_large)?;
+        let header_offset = total_len - HEADER_PAGE_SIZE;
         Ok(Layout {
             dtype,
             shape: shape.to_vec(),
@@ -294,7 +327,7 @@ impl Layout {
             data_len,
             header_offset,
             total_len,
-            page_size: PAGE_SIZE,
+            page_size,
             creator: ProcessId::current(),
             persistent: false,
         })
@@ -819,8 +852,44 @@ mod tests {
     }
 
     #[test]
+    fn a_paged_plan_rounds_the_object_and_keeps_the_header_last() {
+        const HUGE: usize = 2 << 20;
+        for (shape, total) in [
+            (&[1000usize][..], HUGE),
+            (&[0][..], HUGE),
+            // 2 MiB of data and the header page: two huge pages.
+            (&[HUGE / 8][..], 2 * HUGE),
+            (&[HUGE / 8 - 512][..], HUGE),
+            (&[HUGE / 8 - 511][..], 2 * HUGE),
+        ] {
+            let layout = Layout::plan_paged(DType::F64, shape, HUGE).unwrap();
+            assert_eq!(layout.total_len, total, "{shape:?}");
+            assert_eq!(layout.header_offset, total - HEADER_PAGE_SIZE);
+            assert!(layout.data_len <= layout.header_offset);
+            let bytes = object(&layout);
+            assert_eq!(read_layout(&bytes[..], bytes.len() as u64, "t").unwrap(), layout);
+        }
+        assert_eq!(
+            Layout::plan_paged(DType::F32, &[1000], PAGE_SIZE).unwrap(),
+            Layout::plan(DType::F32, &[1000]).unwrap()
+        );
+        let one_gib = Layout::plan_paged(DType::U8, &[1], MAX_PAGE_SIZE).unwrap();
+        assert_eq!(one_gib.total_len, MAX_PAGE_SIZE);
+        for bad in [0, 2048, 12288, MAX_PAGE_SIZE * 2] {
+            assert!(matches!(
+                Layout::plan_paged(DType::F64, &[1], bad),
+                Err(Error::InvalidOption { .. })
+            ));
+        }
+        assert!(matches!(
+            Layout::plan_paged(DType::U8, &[isize::MAX as usize - HUGE], HUGE),
+            Err(Error::InvalidShape { .. })
+        ));
+    }
+
+    #[test]
     fn a_huge_page_variant_validates() {
-        // What a later huge-page variant writes: the total rounded up to
+        // What a huge-page segment writes: the total rounded up to
         // 2 MiB, the header still in the last 4 KiB.
         let (mut header, _) = good();
         let total = 2u64 << 20;

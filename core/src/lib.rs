@@ -56,7 +56,7 @@ pub use name::{DEFAULT_PREFIX, MAX_NAME_LEN};
 #[cfg(not(loom))]
 pub use scope::Scope;
 #[cfg(not(loom))]
-pub use segment::{Location, Segment, SegmentOptions};
+pub use segment::{HugePages, Location, Segment, SegmentOptions};
 #[cfg(not(loom))]
 pub use signals::cleanup_now;
 pub use sync::{Barrier, ShmLock};

@@ -425,12 +425,101 @@ pub(crate) fn reserve(fd: &impl AsRawFd, len: u64) -> io::Result<()> {
     }
 }
 
+/// Sets the size of the object behind `fd` to `len` bytes without
+/// allocating anything (`ftruncate`): for a segment whose pages are
+/// allocated by populating a mapping instead (see `segment/huge.rs`).
+pub(crate) fn truncate(fd: &impl AsRawFd, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    loop {
+        // SAFETY: plain system call on a descriptor we own.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// Whether a failed reservation means "the file system is full".
 pub(crate) fn is_out_of_space(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::ENOSPC | libc::ENOMEM | libc::EDQUOT | libc::EFBIG)
     )
+}
+
+/// `statfs`'s `f_type` of a tmpfs (`/dev/shm` and every other tmpfs).
+pub(crate) const TMPFS_MAGIC: u32 = 0x0102_1994;
+/// `statfs`'s `f_type` of a hugetlbfs.
+pub(crate) const HUGETLBFS_MAGIC: u32 = 0x9584_58f6;
+
+/// What `statfs` says about the file system that holds a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FsStat {
+    /// The file system's magic number ([`TMPFS_MAGIC`], [`HUGETLBFS_MAGIC`], ...).
+    pub(crate) magic: u32,
+    /// Its block size: the huge page size on a hugetlbfs.
+    pub(crate) block_size: u64,
+    /// Its size in blocks; 0 when it has no limit (a hugetlbfs mounted
+    /// without `size=`).
+    pub(crate) blocks: u64,
+    /// Blocks still free to an unprivileged writer.
+    pub(crate) available: u64,
+}
+
+/// `statfs(path)`: the type and block size of the file system holding `path`.
+pub(crate) fn statfs(path: &Path) -> io::Result<FsStat> {
+    let c = c_path(path)?;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `c` is NUL-terminated and `st` is valid for writes of one `statfs`.
+    if unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statfs succeeded, so it initialized `st`.
+    let st = unsafe { st.assume_init() };
+    // The field types differ between targets; the magic is 32 bits wide
+    // wherever it is stored in a wider word.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(FsStat {
+        magic: st.f_type as u64 as u32,
+        block_size: st.f_bsize as u64,
+        blocks: st.f_blocks as u64,
+        available: st.f_bavail as u64,
+    })
+}
+
+/// The device number (`st_dev`, as `(major, minor)`) of the file system
+/// holding `path`, following symbolic links: what `/proc/self/mountinfo`
+/// lists each mount under.
+pub(crate) fn device_of(path: &Path) -> io::Result<(u32, u32)> {
+    let c = c_path(path)?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `c` is NUL-terminated, `st` is valid for writes of one `stat`.
+    if unsafe { libc::stat(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: stat succeeded, so it initialized `st`.
+    let dev = unsafe { st.assume_init() }.st_dev;
+    Ok((libc::major(dev), libc::minor(dev)))
+}
+
+/// Whether this process may create files in the directory `path`
+/// (`faccessat(W_OK | X_OK, AT_EACCESS)`: with its effective ids).
+pub(crate) fn may_create_in(path: &Path) -> bool {
+    let Ok(c) = c_path(path) else {
+        return false;
+    };
+    // SAFETY: `c` is NUL-terminated; faccessat only reads it.
+    unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        ) == 0
+    }
 }
 
 /// What `fstat` says about an open object.
@@ -525,6 +614,21 @@ impl Mapping {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Asks for transparent huge pages in the whole mapping
+    /// (`MADV_HUGEPAGE`): on a tmpfs mounted `huge=advise`, the pages that
+    /// faults allocate from then on are huge. It changes nothing that is
+    /// already allocated, and nothing on a tmpfs mounted without `huge=`.
+    pub(crate) fn advise_huge(&self) -> io::Result<()> {
+        // SAFETY: the range is exactly our mapping; the advice changes how
+        // future faults allocate, never the contents.
+        let rc = unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, libc::MADV_HUGEPAGE) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// Populates the page tables of `[offset, offset + len)` for writing, so

@@ -7,6 +7,7 @@
 //! right after `shm_open(O_CREAT | O_EXCL)`, before reserving any space, so
 //! `gc` never mistakes a segment under construction for an orphan.
 
+mod huge;
 mod peek;
 mod place;
 mod registry;
@@ -22,13 +23,16 @@ use crate::cleanup;
 use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::header::{
-    self, BARRIER_OFFSET, BARRIER_TREE_OFFSET, FLAGS_OFFSET, Header, LIVENESS_LOCK_OFFSET, LOCK_OFFSET, Layout, STATE_OFFSET,
+    self, BARRIER_OFFSET, BARRIER_TREE_OFFSET, FLAGS_OFFSET, Header, LIVENESS_LOCK_OFFSET, LOCK_OFFSET,
+    Layout, STATE_OFFSET,
 };
 use crate::liveness::ProcessId;
 use crate::name;
 use crate::os::{self, Mapping};
 use crate::signals;
 use crate::sync::{Barrier, BarrierState, BarrierTree, LockState, ShmLock};
+use huge::Placement;
+pub use huge::{HugePageSupport, HugePages, probe as probe_huge_pages};
 pub(crate) use peek::open_for_reading;
 pub use peek::{Peek, liveness, peek, peek_creator, peek_data};
 use place::Place;
@@ -90,12 +94,15 @@ impl fmt::Display for Location {
     }
 }
 
-/// How to create a segment: where, and whether it outlives its creator.
+/// How to create a segment: where, whether it outlives its creator, and
+/// whether it is made of huge pages.
 #[derive(Clone, Debug, Default)]
 pub struct SegmentOptions {
     location: Option<Location>,
     name_error: Option<BadName>,
     persist: bool,
+    huge_pages: HugePages,
+    huge_dir: Option<PathBuf>,
 }
 
 /// A deferred name error (the builder methods do not return `Result`).
@@ -139,6 +146,79 @@ impl SegmentOptions {
         self.persist = persist;
         self
     }
+
+    /// Make the segment of huge pages ([`HugePages::Try`] or
+    /// [`HugePages::On`]; default [`HugePages::Off`]), so that each process
+    /// that maps it fills its page tables with one entry per huge page
+    /// instead of one per 4 KiB, and the TLB covers 512 times more of it.
+    ///
+    /// The segment is then rounded up to a whole number of huge pages (the
+    /// header stays in its last 4096 bytes, so every reader works as
+    /// before), and its header records the page size
+    /// ([`Layout::page_size`](crate::header::Layout::page_size)). Huge
+    /// pages are looked for, in this order:
+    ///
+    /// 1. with [`file`](Self::file), in the file's directory only;
+    /// 2. in the [`huge_dir`](Self::huge_dir), if one is set;
+    /// 3. in `/dev/shm`, if it is a tmpfs mounted `huge=always`,
+    ///    `huge=within_size` or `huge=advise` (then the segment is advised
+    ///    `MADV_HUGEPAGE` and populated instead of reserved), or a hugetlbfs;
+    /// 4. for a segment without a [`name`](Self::name), in a hugetlbfs
+    ///    mount (such as `/dev/hugepages`) whose pool has enough free
+    ///    pages; the segment is then the file `MOUNT/shmpar_...`.
+    ///
+    /// A segment placed in a directory (2 and 4) is file-backed: its
+    /// [`location`](Segment::location) is [`Location::File`], other
+    /// processes attach by that path ([`Segment::open_file`],
+    /// [`Segment::open_location`]; a pool passes locations to its workers
+    /// itself), and `shmpar ls`/`gc`, which look only in `/dev/shm`, do not
+    /// see it. Its creating handle removes it when it drops, as any
+    /// segment's; a process killed before that leaves the file behind.
+    ///
+    /// With [`HugePages::Try`], a segment that gets no huge pages (none
+    /// offered, or the huge-page place is full) is created with 4 KiB
+    /// pages where it would have been without this option. With
+    /// [`HugePages::On`] it is [`Error::HugePagesUnavailable`] instead,
+    /// which says what was found and what to configure. Space is reserved
+    /// up front in every case, so a later page fault never fails (no
+    /// SIGBUS). `docs/huge-pages.md` says how to enable huge pages and what
+    /// they buy.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmpar_core::Error> {
+    /// use shmpar_core::{DType, HugePages, Segment, SegmentOptions};
+    /// let options = SegmentOptions::new().huge_pages(HugePages::Try);
+    /// let segment = Segment::create(&options, DType::F64, &[1000])?;
+    /// // 4096 without huge pages here, 2 MiB (on x86-64) with them.
+    /// let page = segment.page_size();
+    /// assert!(page.is_power_of_two() && segment.layout().total_len % page == 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn huge_pages(mut self, mode: HugePages) -> Self {
+        self.huge_pages = mode;
+        self
+    }
+
+    /// Look for huge pages in `dir` before `/dev/shm` (see
+    /// [`huge_pages`](Self::huge_pages); without [`HugePages::Try`] or
+    /// [`HugePages::On`] this changes nothing): a hugetlbfs mount, or a
+    /// tmpfs mounted `huge=within_size`, when `/dev/shm` cannot be
+    /// remounted. A segment placed there is the file `dir/NAME`, NAME
+    /// being its [`name`](Self::name) or a random `shmpar_...` one, and is
+    /// attached by that path, not by name.
+    pub fn huge_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.huge_dir = Some(dir.into());
+        self
+    }
+}
+
+/// A new object with its space reserved and mapped, its name owned by the
+/// guard: a segment but for its header and data.
+struct Reserved {
+    mapping: Mapping,
+    guard: CreationGuard,
+    layout: Layout,
+    registration: Registration,
 }
 
 /// A mapped segment: the array's data, then the header page with the
@@ -368,8 +448,10 @@ impl Segment {
     /// the file system cannot hold it, [`Error::Io`] when the liveness lock
     /// cannot be taken (a kernel without open-file-description locks, or a
     /// process that holds a write lock on the new object for seconds) or a
-    /// file-backed segment's directory is a symbolic link. Nothing is left
-    /// behind on error.
+    /// file-backed segment's directory is a symbolic link;
+    /// [`Error::HugePagesUnavailable`] when [`HugePages::On`] finds no huge
+    /// pages (see [`SegmentOptions::huge_pages`]). Nothing is left behind on
+    /// error.
     pub fn create(options: &SegmentOptions, dtype: DType, shape: &[usize]) -> Result<Segment> {
         Self::create_with(options, dtype, shape, |_| Ok(()))
     }
@@ -389,49 +471,35 @@ impl Segment {
                 reason: e.reason,
             });
         }
-        let mut layout = Layout::plan(dtype, shape)?;
-        layout.persistent = options.persist;
+        // Checks the shape before anything is created.
+        let plain = Layout::plan(dtype, shape)?;
         // So a signal during this creation (or any later) removes the name.
         signals::install();
-        let (file, guard) = Self::create_object(options.location.as_ref(), lock_offset(&layout))?;
+        let Reserved {
+            mapping,
+            guard,
+            layout,
+            registration,
+        } = match options.huge_pages {
+            HugePages::Off => {
+                Self::reserve(options, &Placement::plain(options.location.clone()), dtype, shape)?
+            }
+            mode => Self::reserve_huge(options, mode, dtype, shape, plain.total_len)?,
+        };
         let location = guard.location.clone();
         let identity = guard.identity;
-        os::reserve(&file, layout.total_len as u64).map_err(|source| {
-            if os::is_out_of_space(&source) {
-                let fs = location.filesystem();
-                Error::NoSpace {
-                    name: location.display_name(),
-                    requested: layout.total_len as u64,
-                    available: os::free_bytes(&fs).unwrap_or(0),
-                    where_: fs.display().to_string(),
-                    source,
-                }
-            } else {
-                Error::Io {
-                    op: "reserve space",
-                    name: location.display_name(),
-                    source,
-                }
-            }
-        })?;
-        // A fresh object cannot have another handle here; this records ours.
-        let registration = register(identity, &location)?;
-        let mapping = Mapping::map(&file, layout.total_len).map_err(|e| open_error(&location, "mmap", e))?;
-        // The mapping keeps the open file description, and with it the
-        // liveness lock, for the handle's life: no descriptor is kept.
-        drop(file);
         let header = mapping.ptr().wrapping_add(layout.header_offset);
         // SAFETY:
         // - the header page lies inside the mapping (`header_offset +
         //   HEADER_PAGE_SIZE == total_len`, the mapping's length) and is page
         //   aligned, so aligned for `Header`;
         // - nobody else uses the object yet: its state word stays
-        //   INITIALIZING (the reservation zero-filled it) until the release
-        //   store below.
+        //   INITIALIZING (a new object reads as zeros, however its space
+        //   was reserved) until the release store below.
         unsafe { header.cast::<Header>().write(layout.header()) };
         {
             // SAFETY: the data range `0..data_len` lies inside the mapping
-            // (planned by `Layout::plan`, before the header page), and no
+            // (planned by `Layout::plan_paged`, before the header page), and no
             // other reference to it exists yet.
             let data = unsafe { std::slice::from_raw_parts_mut(mapping.ptr(), layout.data_len) };
             fill(data)?;
@@ -456,6 +524,127 @@ impl Segment {
             segment.forget_cleanup();
         }
         Ok(segment)
+    }
+
+    /// Places a segment that wants huge pages (see
+    /// [`SegmentOptions::huge_pages`]) and reserves it; with
+    /// [`HugePages::Try`], falls back to 4 KiB pages where it would have
+    /// been without them when no place offers huge pages or the one that
+    /// does cannot hold it. `bytes` is its size with 4 KiB pages.
+    fn reserve_huge(
+        options: &SegmentOptions,
+        mode: HugePages,
+        dtype: DType,
+        shape: &[usize],
+        bytes: usize,
+    ) -> Result<Reserved> {
+        let wanted_name = || {
+            options
+                .location
+                .as_ref()
+                .map_or_else(|| "a new segment".to_owned(), Location::display_name)
+        };
+        let attempt = match huge::place(options.location.as_ref(), options.huge_dir.as_deref(), bytes)? {
+            Ok(placement) => Self::reserve(options, &placement, dtype, shape),
+            Err(unavailable) => Err(unavailable.into_error(wanted_name())),
+        };
+        match attempt {
+            // A name that is taken or invalid is taken or invalid anywhere.
+            Err(e)
+                if mode == HugePages::Try
+                    && !matches!(e, Error::AlreadyExists { .. } | Error::InvalidName { .. }) =>
+            {
+                Self::reserve(options, &Placement::plain(options.location.clone()), dtype, shape)
+            }
+            other => other,
+        }
+    }
+
+    /// Creates the object `placement` says, locks it, reserves its space
+    /// and maps it.
+    ///
+    /// Space is reserved with `posix_fallocate`, except on a `huge=advise`
+    /// tmpfs, where that would allocate 4 KiB pages for good: there the
+    /// object is sized with `ftruncate`, mapped, advised `MADV_HUGEPAGE`
+    /// and populated (`MADV_POPULATE_WRITE`), which allocates every page
+    /// now, huge, or fails (`EFAULT` on a full tmpfs). Either way no later
+    /// fault can fail for lack of space.
+    fn reserve(
+        options: &SegmentOptions,
+        placement: &Placement,
+        dtype: DType,
+        shape: &[usize],
+    ) -> Result<Reserved> {
+        let mut layout = Layout::plan_paged(dtype, shape, placement.page_size)?;
+        layout.persistent = options.persist;
+        let (file, guard) = Self::create_object(placement.location.as_ref(), lock_offset(&layout))?;
+        let location = guard.location.clone();
+        let total = layout.total_len as u64;
+        let no_space = |source: io::Error| {
+            let fs = location.filesystem();
+            Error::NoSpace {
+                name: location.display_name(),
+                requested: total,
+                available: os::free_bytes(&fs).unwrap_or(0),
+                where_: fs.display().to_string(),
+                source,
+            }
+        };
+        let mapping = if placement.populate {
+            os::truncate(&file, total).map_err(|source| Error::Io {
+                op: "set the size (ftruncate)",
+                name: location.display_name(),
+                source,
+            })?;
+            let mapping =
+                Mapping::map(&file, layout.total_len).map_err(|e| open_error(&location, "mmap", e))?;
+            mapping.advise_huge().map_err(|source| Error::Io {
+                op: "madvise(MADV_HUGEPAGE)",
+                name: location.display_name(),
+                source,
+            })?;
+            mapping.populate(0, layout.total_len).map_err(|source| {
+                // A full tmpfs fails the populate with EFAULT.
+                if matches!(source.raw_os_error(), Some(libc::EFAULT)) || os::is_out_of_space(&source) {
+                    no_space(source)
+                } else {
+                    Error::Io {
+                        op: "allocate huge pages (madvise MADV_POPULATE_WRITE)",
+                        name: location.display_name(),
+                        source,
+                    }
+                }
+            })?;
+            mapping
+        } else {
+            os::reserve(&file, total).map_err(|source| match &placement.hugetlbfs {
+                Some(dir) if os::is_out_of_space(&source) => huge::pool_short(
+                    location.display_name(),
+                    dir,
+                    layout.page_size,
+                    layout.total_len,
+                    source,
+                ),
+                _ if os::is_out_of_space(&source) => no_space(source),
+                _ => Error::Io {
+                    op: "reserve space",
+                    name: location.display_name(),
+                    source,
+                },
+            })?;
+            Mapping::map(&file, layout.total_len).map_err(|e| open_error(&location, "mmap", e))?
+        };
+        // A fresh object cannot have another handle here; this records ours.
+        let registration = register(guard.identity, &location)?;
+        // The mapping keeps the open file description, and with it the
+        // liveness lock, for the handle's life: no descriptor is kept.
+        drop(file);
+        Ok(Reserved {
+            mapping,
+            guard,
+            layout,
+            registration,
+        })
     }
 
     /// Creates the object at `location` (it must not exist; `None`: a
@@ -704,6 +893,13 @@ impl Segment {
     /// The array's shape.
     pub fn shape(&self) -> &[usize] {
         &self.layout.shape
+    }
+
+    /// The page size the segment is made of, as its header records it:
+    /// 4096, or the huge page size when it was created with
+    /// [`SegmentOptions::huge_pages`] and got them.
+    pub fn page_size(&self) -> usize {
+        self.layout.page_size
     }
 
     /// Who created the segment.
