@@ -248,7 +248,8 @@ impl Backend {
         crate::job::check_buffers(a, b)?;
         let arrays: [&dyn Any; 2] = [&*a, &*b];
         let rows = a.rows();
-        self.each_share(rows, &arrays, Schedule::Static, |share| {
+        let align = crate::job::row_align([a.segment(), b.segment()], rows);
+        self.each_share(rows, align, &arrays, Schedule::Static, |share| {
             // SAFETY: one share per rank of `self.workers` (`each_share`),
             // two different segments (checked above), and `a` and `b` are
             // borrowed mutably for the whole job.
@@ -269,7 +270,8 @@ impl Backend {
         let schedule = args.schedule();
         let rows = args::check(&described, schedule)?;
         let arrays: Vec<&dyn Any> = described.iter().map(|a| a.array).collect();
-        let out = self.each_share(rows, &arrays, schedule, |share| {
+        let align = crate::job::row_align(described.iter().filter(|a| a.split).map(|a| a.segment), rows);
+        let out = self.each_share(rows, align, &arrays, schedule, |share| {
             // SAFETY: one share per rank of `self.workers` (`each_share`),
             // and `args` holds the borrows of the arrays for the whole job.
             unsafe { share.run::<A::Kind, O>(&call) }
@@ -280,16 +282,18 @@ impl Backend {
     }
 
     /// Runs `body` once per rank: on the rayon threads (which share a
-    /// barrier) or one after another; results in rank order.
+    /// barrier) or one after another; results in rank order. `align` is
+    /// the job's row-alignment unit (`job::row_align`).
     fn each_share<O: Send>(
         &self,
         rows: usize,
+        align: usize,
         arrays: &[&dyn Any],
         schedule: Schedule,
         body: impl Fn(&Share<'_>) -> std::result::Result<O, String> + Sync,
     ) -> Result<Vec<O>> {
         let n = self.workers;
-        let plan = schedule.plan(rows, n);
+        let plan = schedule.plan(rows, n, align);
         let next = AtomicUsize::new(0);
         let claim = || next.fetch_add(1, Ordering::Relaxed);
         let results: Vec<std::result::Result<O, String>> = match &self.engine {

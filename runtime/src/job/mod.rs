@@ -21,7 +21,7 @@ use shmpar_core::{Element, SharedArray};
 pub use args::{Args, Kind, RowsMutOf, RowsOf, ViewsKind, Whole, WholeOf, WholeView, whole};
 pub use locked::{Locked, LockedGuard, LockedOf, LockedView, locked};
 pub use schedule::{Schedule, Scheduled};
-pub(crate) use schedule::Plan;
+pub(crate) use schedule::{Plan, row_align};
 pub(crate) use ctx::{Aborted, Meet};
 pub use ctx::Ctx;
 
@@ -44,9 +44,13 @@ pub(crate) struct Share<'e> {
 }
 
 impl<'e> Share<'e> {
-    /// This worker's rows of a static split.
+    /// This worker's rows of a static split: its chunk of the plan, which
+    /// may fall on whole pages (see [`Schedule::Static`]).
     pub(crate) fn own_rows(&self) -> Range<usize> {
-        chunk_range(self.rows, self.workers, self.rank)
+        match self.plan.chunks.get(self.rank) {
+            Some(rows) if !self.plan.claimed => rows.clone(),
+            _ => chunk_range(self.rows, self.workers, self.rank),
+        }
     }
 
     /// Runs `call` on this worker's chunks of the job's arguments, each

@@ -146,6 +146,9 @@ pub(crate) struct JobDesc {
     pub(crate) arrays: [ArrayRef; MAX_ARRAYS],
     pub(crate) evict: [Identity; EVICT_MAX],
     pub(crate) params_len: u64,
+    /// Static chunk boundaries fall on multiples of this many rows where
+    /// that keeps the balance (`job::row_align`; 0 or 1: none).
+    pub(crate) row_align: u64,
 }
 
 impl JobDesc {
@@ -168,6 +171,7 @@ impl JobDesc {
             arrays: [ArrayRef::EMPTY; MAX_ARRAYS],
             evict: [Identity::default(); EVICT_MAX],
             params_len: 0,
+            row_align: 0,
         }
     }
 

@@ -160,6 +160,8 @@ impl Inner {
         (desc.schedule, desc.schedule_rows) = schedule.encode();
         desc.steps = job.steps;
         desc.rows = rows as u64;
+        let split = arrays.iter().filter(|(_, split)| *split).map(|(segment, _)| *segment);
+        desc.row_align = crate::job::row_align(split, rows) as u64;
         desc.narrays = arrays.len() as u32;
         let mut current = Vec::with_capacity(arrays.len());
         for (slot, (segment, split)) in desc.arrays.iter_mut().zip(arrays) {

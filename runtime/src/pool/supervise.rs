@@ -270,7 +270,7 @@ impl Inner {
         };
         let chunk = self.view().control().workers[rank].chunk.load(Ordering::Relaxed) as usize;
         schedule
-            .plan(rows, n)
+            .plan(rows, n, desc.row_align as usize)
             .chunks
             .get(chunk)
             .cloned()

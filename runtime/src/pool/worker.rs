@@ -9,7 +9,6 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use ndarray::Ix1;
-use shmpar_core::chunk::chunk_range;
 use shmpar_core::{Barrier, Segment, SharedArray};
 
 use crate::dispatch::{self, Failure, Input, Output, Runner, status};
@@ -91,7 +90,9 @@ impl WorkerEnv {
             let rows = segment.shape().first().copied().unwrap_or(1);
             let row_bytes = segment.layout().data_len.checked_div(rows).unwrap_or(0);
             let mine = if r.split != 0 {
-                chunk_range(rows, desc.workers as usize, self.rank)
+                let workers = desc.workers as usize;
+                let plan = Schedule::Static.plan(rows, workers, desc.row_align as usize);
+                plan.chunks.get(self.rank).cloned().unwrap_or(0..0)
             } else {
                 0..rows
             };
@@ -130,7 +131,7 @@ impl WorkerEnv {
         let fetch = |openers: &[Opener]| self.fetch(desc, openers);
         let schedule = Schedule::decode(desc.schedule, desc.schedule_rows)
             .ok_or_else(|| Failure::failed("corrupt schedule in the job"))?;
-        let plan = schedule.plan(desc.rows as usize, desc.workers as usize);
+        let plan = schedule.plan(desc.rows as usize, desc.workers as usize, desc.row_align as usize);
         let counter = &view.control().next_chunk.0;
         let line = &view.control().workers[self.rank];
         line.chunk.store(self.rank as u32, Ordering::Relaxed);
