@@ -14,11 +14,11 @@ use shmpar::{Backend, BackendKind, Ctx, Element, Pool, Serde, SharedArray};
 use shmpar_kernels::Float;
 use shmpar_kernels::reduce::{Reduction, UnaryReduction};
 
-use crate::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
 use crate::os;
 use crate::units::bytes;
 use crate::workload::Workload;
 use crate::{CliError, CliResult, FloatType, StartMethod};
+use shmpar_kernels::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
 
 /// Relative tolerance of reductions against the serial reference: both
 /// accumulate in `f64`, with pairwise and compensated sums, so they agree

@@ -28,11 +28,11 @@ use serde::Serialize;
 use shmpar::{BackendKind, SharedArray};
 
 use crate::bench::{self, Kernel, Launch, Sample};
-use crate::catalog::ReductionValue;
 use crate::segments::table;
 use crate::units::{median, seconds};
 use crate::workload::{Prepared, Workload};
 use crate::{CliError, CliResult, CompareArgs, FloatType, out};
+use shmpar_kernels::catalog::ReductionValue;
 
 /// One kernel on one backend with one worker count: what `--json` writes.
 #[derive(Clone, Debug, Serialize)]

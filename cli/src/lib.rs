@@ -1,7 +1,7 @@
 //! # shmpar-cli
 //!
 //! The `shmpar` command (`ls | gc | inspect | run | compare`, see
-//! `docs/cli.md`) and the [`catalog`] of kernels by name that it runs.
+//! `docs/cli.md`), running kernels by name from `shmpar_kernels::catalog`.
 //!
 //! The command line: argument parsing, one error type, output.
 //!
@@ -12,7 +12,6 @@
 //! returned, so an error leaves `/dev/shm` as it was.
 
 mod bench;
-pub mod catalog;
 mod compare;
 mod os;
 mod plot;

@@ -13,6 +13,8 @@
 //!   [`std()`], [`dot`], [`norm`], [`histogram`].
 //! * A [`stencil`]: one step of 1-D and 2-D heat diffusion
 //!   for a chunk of rows, double-buffered.
+//! * A [`catalog`] of the kernels by name (`sqrt_abs`, `scale:2`, `mean`,
+//!   `var:1`, ...), for the `shmpar` command and the Python package.
 //! * [`workloads`]: the bodies of whole programs over several arrays
 //!   (STREAM triad, matrix-vector product, k-means, Mandelbrot rows of
 //!   uneven cost), shared by the examples and `shmpar compare`.
@@ -38,6 +40,7 @@
 //! NaN (as NumPy), and histograms count NaNs apart. The full table is in
 //! [`reduce`].
 
+pub mod catalog;
 pub mod elementwise;
 mod error;
 mod float;

@@ -47,7 +47,7 @@ use pyo3::types::PyDict;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use shmpar::{Ctx, DType, Pool, Segment, Serde, SharedArray};
-use shmpar_cli::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
+use shmpar_kernels::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
 use shmpar_kernels::reduce::{Reduction, UnaryReduction};
 
 use crate::array::{SharedArray as PySharedArray, numpy_name};

@@ -152,7 +152,9 @@ extrema_reduction!(
 /// Partial of [`Variance`] and [`Std`]: count, mean and sum of squared
 /// deviations from the mean (`M2`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable,
+)]
 pub struct MomentsPartial {
     /// Number of elements.
     pub count: u64,

@@ -13,7 +13,9 @@ use crate::simd::{self, Plain, Scaled, Square};
 /// [`SumPartial::merge`] merges with Neumaier's two-sum, so the rounding
 /// error of adding chunk sums is carried instead of lost.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable,
+)]
 pub struct SumPartial {
     /// The rounded sum.
     pub sum: f64,
@@ -126,7 +128,9 @@ impl<T: Float> UnaryReduction<T> for Sum {
 
 /// Partial of [`Mean`]: a compensated sum and an element count.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable,
+)]
 pub struct MeanPartial {
     /// The rounded sum.
     pub sum: f64,
@@ -260,7 +264,9 @@ impl<T: Float> BinaryReduction<T> for Dot {
 
 /// Partial of [`Norm`]: the norm is `scale · sqrt(ssq)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, bytemuck::Pod, bytemuck::Zeroable,
+)]
 pub struct NormPartial {
     /// A power-free scale factor (`1` when no scaling was needed, the
     /// largest magnitude otherwise; `0` for an all-zero chunk).

@@ -4,7 +4,7 @@
 mod common;
 
 use ndarray::{Array1, Array2, ArrayViewMut, Dimension, ShapeBuilder, s};
-use shmpar_cli::catalog::Elementwise;
+use shmpar_kernels::catalog::Elementwise;
 use shmpar_kernels::{Error, Float};
 
 const KERNELS: [Elementwise; 9] = [

@@ -4,7 +4,7 @@
 mod common;
 
 use ndarray::{Array1, ArrayView1};
-use shmpar_cli::catalog::Elementwise;
+use shmpar_kernels::catalog::Elementwise;
 use shmpar_kernels::simd::{self, SimdLevel};
 use shmpar_kernels::{Error, Float};
 

@@ -3,8 +3,8 @@
 mod common;
 
 use ndarray::{Array1, Array2, s};
-use shmpar_cli::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
 use shmpar_kernels::Error;
+use shmpar_kernels::catalog::{AnyPartial, BuiltinReduction, Elementwise, ReductionValue};
 use shmpar_kernels::reduce::{Reduction, UnaryReduction};
 
 #[test]

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use ndarray::{Array1, s};
-//! use shmpar_cli::catalog::{BuiltinReduction, Elementwise};
+//! use shmpar_kernels::catalog::{BuiltinReduction, Elementwise};
 //! use shmpar_kernels::reduce::{Reduction, UnaryReduction};
 //!
 //! # fn main() -> Result<(), shmpar_kernels::Error> {
@@ -32,12 +32,12 @@ use std::str::FromStr;
 use ndarray::{ArrayView, ArrayViewMut, Dimension};
 use serde::{Deserialize, Serialize};
 
-use shmpar_kernels::Float;
-use shmpar_kernels::reduce::{
+use crate::Float;
+use crate::reduce::{
     ExtremaPartial, Histogram, HistogramOutput, HistogramPartial, Max, Mean, MeanPartial, Min, MinMax,
     MomentsPartial, Norm, NormPartial, Reduction, Std, Sum, SumPartial, UnaryReduction, Variance,
 };
-use shmpar_kernels::{Error, Result};
+use crate::{Error, Result};
 
 /// Splits `name:p1:p2` and parses the parameters as `f64`.
 fn split_spec(kind: &'static str, spec: &str, valid: &'static [&'static str]) -> Result<(String, Vec<f64>)> {
@@ -74,32 +74,32 @@ fn check_arity(spec: &str, params: &[f64], max: usize) -> Result<()> {
 
 /// An in-place elementwise kernel from the catalog.
 ///
-/// Axpy is not here: it takes two arrays (see [`shmpar_kernels::axpy`]).
+/// Axpy is not here: it takes two arrays (see [`crate::axpy`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Elementwise {
-    /// [`shmpar_kernels::sqrt`].
+    /// [`crate::sqrt`].
     Sqrt,
-    /// [`shmpar_kernels::abs`].
+    /// [`crate::abs`].
     Abs,
-    /// [`shmpar_kernels::sqrt_abs`].
+    /// [`crate::sqrt_abs`].
     SqrtAbs,
-    /// [`shmpar_kernels::exp`].
+    /// [`crate::exp`].
     Exp,
-    /// [`shmpar_kernels::ln`].
+    /// [`crate::ln`].
     Ln,
-    /// [`shmpar_kernels::scale`] by the factor.
+    /// [`crate::scale`] by the factor.
     Scale(f64),
-    /// [`shmpar_kernels::offset`] by the amount.
+    /// [`crate::offset`] by the amount.
     Offset(f64),
-    /// [`shmpar_kernels::clamp`] to `[lo, hi]`.
+    /// [`crate::clamp`] to `[lo, hi]`.
     Clamp {
         /// Lower bound.
         lo: f64,
         /// Upper bound.
         hi: f64,
     },
-    /// [`shmpar_kernels::fill`] with the value.
+    /// [`crate::fill`] with the value.
     Fill(f64),
 }
 
@@ -132,15 +132,15 @@ impl Elementwise {
     /// [`Error::InvalidParameter`] for a clamp with `lo > hi` or a NaN bound.
     pub fn apply<T: Float, D: Dimension>(&self, a: ArrayViewMut<'_, T, D>) -> Result<()> {
         match *self {
-            Elementwise::Sqrt => shmpar_kernels::sqrt(a),
-            Elementwise::Abs => shmpar_kernels::abs(a),
-            Elementwise::SqrtAbs => shmpar_kernels::sqrt_abs(a),
-            Elementwise::Exp => shmpar_kernels::exp(a),
-            Elementwise::Ln => shmpar_kernels::ln(a),
-            Elementwise::Scale(k) => shmpar_kernels::scale(a, T::from_f64(k)),
-            Elementwise::Offset(k) => shmpar_kernels::offset(a, T::from_f64(k)),
-            Elementwise::Clamp { lo, hi } => shmpar_kernels::clamp(a, T::from_f64(lo), T::from_f64(hi))?,
-            Elementwise::Fill(v) => shmpar_kernels::fill(a, T::from_f64(v)),
+            Elementwise::Sqrt => crate::sqrt(a),
+            Elementwise::Abs => crate::abs(a),
+            Elementwise::SqrtAbs => crate::sqrt_abs(a),
+            Elementwise::Exp => crate::exp(a),
+            Elementwise::Ln => crate::ln(a),
+            Elementwise::Scale(k) => crate::scale(a, T::from_f64(k)),
+            Elementwise::Offset(k) => crate::offset(a, T::from_f64(k)),
+            Elementwise::Clamp { lo, hi } => crate::clamp(a, T::from_f64(lo), T::from_f64(hi))?,
+            Elementwise::Fill(v) => crate::fill(a, T::from_f64(v)),
         }
         Ok(())
     }
