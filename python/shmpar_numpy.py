@@ -1,8 +1,9 @@
 """Attach NumPy to a shmpar array, as docs/segment-layout.md describes.
 
-    from shmpar_numpy import attach, open_file
+    from shmpar_numpy import attach, attach_array, open_file
     with attach("shmpar_abc...") as arr:   # a numpy.ndarray over the shared data
         arr *= 2                           # the Rust side sees the change
+    arr = attach_array("shmpar_abc...")    # the same, without a block
     arr = open_file("/data/a.shm")         # a numpy.memmap of a file-backed array
 
 Layout version 2 puts the elements at byte 0 and the header in the last
@@ -14,10 +15,10 @@ shmpar's creator owns its lifecycle.
 """
 
 import contextlib
+import mmap
 import os
+import stat
 import struct
-import sys
-from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -68,31 +69,37 @@ def read_header(buf):
     return parse_header(len(buf), bytes(buf[-HEADER_PAGE:]), bytes(buf[:12]))
 
 
-def _open(name):
-    if sys.version_info >= (3, 13):
-        return shared_memory.SharedMemory(name=name, create=False, track=False)
-    shm = shared_memory.SharedMemory(name=name, create=False)
-    # Before 3.13 attaching registers the segment with the resource tracker,
-    # which unlinks it when this process exits (CPython gh-82300). shmpar's
-    # creator owns the segment, so take it off the tracker's list.
-    from multiprocessing import resource_tracker
-    resource_tracker.unregister(shm._name, "shared_memory")
-    return shm
+def attach_array(name):
+    """Returns a numpy.ndarray over the shmpar array `name` (no copy). The
+    array's base is the mapping, so the mapping lives exactly as long as the
+    array or any view of it: nothing to close, nothing to crash. No
+    resource tracker is involved (CPython's would unlink the segment when
+    this process exits, gh-82300)."""
+    path = os.path.join("/dev/shm", name)
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"invalid segment name {name!r}")
+    # O_NOFOLLOW | O_NONBLOCK: never follow a symlink or block on a FIFO
+    # someone named like a segment; refuse anything but a regular file.
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{name} is not a regular file")
+        size = st.st_size
+        if size < HEADER_PAGE:
+            parse_header(size, b"", os.pread(fd, 12, 0))
+        mapping = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+    dtype, shape = read_header(memoryview(mapping))
+    return np.ndarray(shape, dtype=dtype, buffer=mapping)
 
 
 @contextlib.contextmanager
 def attach(name):
-    """Yields a numpy.ndarray over the shmpar array `name` (no copy)."""
-    shm = _open(name)
-    try:
-        dtype, shape = read_header(shm.buf)
-        arr = np.ndarray(shape, dtype=dtype, buffer=shm.buf)
-        try:
-            yield arr
-        finally:
-            del arr
-    finally:
-        shm.close()
+    """Yields a numpy.ndarray over the shmpar array `name` (no copy). A view
+    kept after the block stays valid: the mapping belongs to the array."""
+    yield attach_array(name)
 
 
 def open_file(path, mode="r+"):

@@ -216,3 +216,52 @@ except ValueError as e:
         stdout(&out)
     );
 }
+
+/// Issue 10.9: a NumPy view kept after `shmpar_numpy.attach()`'s block
+/// stays valid (the mapping is the array's base, nothing closes it), even
+/// after the creator unlinked the segment; before, Python segfaulted.
+#[test]
+#[ignore = "needs Python with NumPy: scripts/test.sh runs it"]
+fn a_numpy_view_outlives_the_attach_block() {
+    let name = unique("numpy_view");
+    let a = SharedArray::from_array_with(
+        &SegmentOptions::new().name(&name),
+        &Array1::from_iter((0..1000).map(f64::from)),
+    )
+    .unwrap();
+    let script = r#"
+import gc, sys, time
+sys.path.insert(0, sys.argv[2])
+from shmpar_numpy import attach
+with attach(sys.argv[1]) as a:
+    kept = a[10:20]
+del a
+gc.collect()
+print(float(kept.sum()))
+sys.stdout.flush()
+sys.stdin.readline()          # the creator unlinks the segment meanwhile
+gc.collect()
+print(float(kept.sum()))
+"#;
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args([name.as_str(), python_dir().as_str()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).expect("first line");
+    assert_eq!(first.trim(), "145.0");
+    drop(a);
+    assert_gone(&name);
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(b"\n").expect("write");
+    let mut second = String::new();
+    std::io::BufRead::read_line(&mut out, &mut second).expect("second line");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "python ended with {status}");
+    assert_eq!(second.trim(), "145.0");
+}
