@@ -31,6 +31,10 @@ cargo test --workspace
 # Python set up above).
 cargo test -p shmpar-tests-integration --test numpy_interop -- --ignored
 
+# The Python package (PyO3): built into .venv as `pip install ./python`
+# does, then its pytest suite.
+scripts/test-python.sh
+
 # The aliasing guarantee, checked where the optimizer would exploit it.
 cargo test --release -p shmpar-core --test aliasing
 
