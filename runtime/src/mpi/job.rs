@@ -25,6 +25,20 @@ impl World {
     /// A kernel that panics ends the whole MPI job (`MPI_Abort`, status
     /// 101): the other ranks may be waiting for this one in a barrier.
     ///
+    /// Kernels are the pool's `fn` pointers, so code written for one runs on
+    /// the other; a capturing closure does not compile here either (pass
+    /// the value as `params`):
+    ///
+    /// ```compile_fail
+    /// # fn main() -> Result<(), shmpar::Error> {
+    /// use shmpar::mpi::{DistArray, World};
+    /// let world = World::init()?;
+    /// let mut a = DistArray::<f64, _>::create(&world, 8)?;
+    /// let k = 2.0;
+    /// world.for_each_chunk(&mut a, |mut rows| rows *= k)?; // captures `k`
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Mismatch`] for arguments that cannot form a job (split
     /// arrays with different row counts, an array twice, an array of
