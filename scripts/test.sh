@@ -39,10 +39,16 @@ scripts/test-python.sh
 cargo test --release -p shmpar-core --test aliasing
 
 # Every example checks its own result and exits non-zero if it is wrong.
+# (The MPI examples need the `mpi` feature and mpirun: test-mpi.sh below.)
 for example in examples/examples/*.rs; do
+    case "$(basename "$example" .rs)" in mpi_*) continue ;; esac
     echo "example: $(basename "$example" .rs)"
     cargo run --release -q -p shmpar-examples --example "$(basename "$example" .rs)"
 done
+
+# The MPI backend: installs Open MPI and libclang when missing, runs its
+# tests and both MPI examples on 1, 2 and 4 ranks, and the killed-rank check.
+scripts/test-mpi.sh
 
 # The barrier and lock protocols, model-checked (own target dir: the cfg
 # changes every crate's build).
