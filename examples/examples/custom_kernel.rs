@@ -50,13 +50,20 @@ fn main() -> Result<(), shmpar::Error> {
     pool.run(&mut b, 2.0f64, |_ctx, mut chunk, k| chunk *= *k)?;
     pool.run(&mut b, 0.5f64, |_ctx, mut chunk, k| chunk *= *k)?;
     let t = Instant::now();
-    pool.run(&mut b, p, |_ctx, mut chunk, p| chunk.mapv_inplace(|x| soft_clip(x, p)))?;
-    println!("parameters via `run`:        {:?} (persistent workers)", t.elapsed());
+    pool.run(&mut b, p, |_ctx, mut chunk, p| {
+        chunk.mapv_inplace(|x| soft_clip(x, p))
+    })?;
+    println!(
+        "parameters via `run`:        {:?} (persistent workers)",
+        t.elapsed()
+    );
 
     // 2. Captured: `p` is inside the closure; each call forks workers for it.
     let mut a = SharedArray::from_array(&input)?;
     let t = Instant::now();
-    pool.run_forked(&mut a, (), move |_ctx, mut chunk, _| chunk.mapv_inplace(|x| soft_clip(x, &p)))?;
+    pool.run_forked(&mut a, (), move |_ctx, mut chunk, _| {
+        chunk.mapv_inplace(|x| soft_clip(x, &p))
+    })?;
     println!(
         "captured via `run_forked`:   {:?} (workers forked for this call)",
         t.elapsed()

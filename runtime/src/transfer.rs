@@ -234,11 +234,17 @@ mod tests {
             sum: [1.0, 2.0, 3.0],
             count: 3,
         });
-        round_trip([Centroid {
-            sum: [0.5; 3],
-            count: 1,
-        }; 16]);
-        round_trip(Serde((String::from("partial"), vec![1u64, 2, 3], f64::NEG_INFINITY)));
+        round_trip(
+            [Centroid {
+                sum: [0.5; 3],
+                count: 1,
+            }; 16],
+        );
+        round_trip(Serde((
+            String::from("partial"),
+            vec![1u64, 2, 3],
+            f64::NEG_INFINITY,
+        )));
         round_trip((Serde(vec![String::from("x")]), 3.0f32));
         round_trip(());
     }
@@ -247,8 +253,14 @@ mod tests {
     fn wrong_sizes_are_errors() {
         assert!(matches!(f64::decode(&[0u8; 4]), Err(Error::Codec { .. })));
         assert!(matches!(f64::decode(&[0u8; 9]), Err(Error::Codec { .. })));
-        assert!(matches!(<(f64, u32)>::decode(&[0u8; 11]), Err(Error::Codec { .. })));
-        assert!(matches!(Serde::<Vec<u64>>::decode(&[0xff; 3]), Err(Error::Codec { .. })));
+        assert!(matches!(
+            <(f64, u32)>::decode(&[0u8; 11]),
+            Err(Error::Codec { .. })
+        ));
+        assert!(matches!(
+            Serde::<Vec<u64>>::decode(&[0xff; 3]),
+            Err(Error::Codec { .. })
+        ));
         assert!(matches!(
             Serde::<Vec<u64>>::decode(&[200, 0, 0, 0, 0, 0, 0, 0, 1]),
             Err(Error::Codec { .. })

@@ -258,7 +258,12 @@ print(float(kept.sum()))
     drop(a);
     assert_gone(&name);
     use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(b"\n").expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"\n")
+        .expect("write");
     let mut second = String::new();
     std::io::BufRead::read_line(&mut out, &mut second).expect("second line");
     let status = child.wait().expect("wait");

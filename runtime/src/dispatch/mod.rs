@@ -92,7 +92,10 @@ impl Input<'_> {
     }
 
     /// Runs `call` on this worker's share of the job's arrays.
-    fn share<K: Kind, O>(&self, call: impl for<'a> Fn(&'a Ctx<'_>, K::Views<'a>) -> O) -> Result<Vec<(u32, O)>, Failure> {
+    fn share<K: Kind, O>(
+        &self,
+        call: impl for<'a> Fn(&'a Ctx<'_>, K::Views<'a>) -> O,
+    ) -> Result<Vec<(u32, O)>, Failure> {
         let arrays = self.arrays::<K>()?;
         let refs: Vec<&dyn Any> = arrays.iter().map(|a| &**a).collect();
         let share = Share {

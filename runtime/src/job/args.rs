@@ -80,7 +80,12 @@ pub trait Kind: sealed::Sealed + 'static {
     fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P);
     /// Calls a map kernel.
     #[doc(hidden)]
-    fn call_map<P: 'static, R: 'static>(f: Self::MapFn<P, R>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) -> R;
+    fn call_map<P: 'static, R: 'static>(
+        f: Self::MapFn<P, R>,
+        ctx: &Ctx<'_>,
+        views: Self::Views<'_>,
+        params: &P,
+    ) -> R;
     /// Calls a plain run kernel.
     #[doc(hidden)]
     fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>);
@@ -220,7 +225,10 @@ pub(crate) fn next_array<'a, T: Element, D: Dimension + 'static>(
     })
 }
 
-fn check_rows<T: Element, D: Dimension>(array: &SharedArray<T, D>, rows: &Range<usize>) -> Result<(), String> {
+fn check_rows<T: Element, D: Dimension>(
+    array: &SharedArray<T, D>,
+    rows: &Range<usize>,
+) -> Result<(), String> {
     if array.shape().is_empty() {
         return Err(format!(
             "{} is 0-dimensional and cannot be split into rows; pass it with whole()",
@@ -228,7 +236,11 @@ fn check_rows<T: Element, D: Dimension>(array: &SharedArray<T, D>, rows: &Range<
         ));
     }
     if rows.start > rows.end || rows.end > array.rows() {
-        return Err(format!("rows {rows:?} are outside the {} rows of {}", array.rows(), array.name()));
+        return Err(format!(
+            "rows {rows:?} are outside the {} rows of {}",
+            array.rows(),
+            array.name()
+        ));
     }
     Ok(())
 }
@@ -247,7 +259,12 @@ impl<T: Element, D: Dimension + RemoveAxis + 'static> Kind for RowsOf<T, D> {
     fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
         f(ctx, views, params)
     }
-    fn call_map<P: 'static, R: 'static>(f: Self::MapFn<P, R>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) -> R {
+    fn call_map<P: 'static, R: 'static>(
+        f: Self::MapFn<P, R>,
+        ctx: &Ctx<'_>,
+        views: Self::Views<'_>,
+        params: &P,
+    ) -> R {
         f(ctx, views, params)
     }
     fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
@@ -274,14 +291,20 @@ impl<T: Element, D: Dimension + RemoveAxis + 'static> Kind for RowsOf<T, D> {
 impl<T: Element, D: Dimension + RemoveAxis + 'static> Kind for RowsMutOf<T, D> {
     type Views<'a> = ArrayViewMut<'a, T, D>;
     type RunFn<P: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayViewMut<'a, T, D>, &'p P);
-    type MapFn<P: 'static, R: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayViewMut<'a, T, D>, &'p P) -> R;
+    type MapFn<P: 'static, R: 'static> =
+        for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayViewMut<'a, T, D>, &'p P) -> R;
     type PlainRunFn = for<'a> fn(ArrayViewMut<'a, T, D>);
     type PlainMapFn<R: 'static> = for<'a> fn(ArrayViewMut<'a, T, D>) -> R;
 
     fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
         f(ctx, views, params)
     }
-    fn call_map<P: 'static, R: 'static>(f: Self::MapFn<P, R>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) -> R {
+    fn call_map<P: 'static, R: 'static>(
+        f: Self::MapFn<P, R>,
+        ctx: &Ctx<'_>,
+        views: Self::Views<'_>,
+        params: &P,
+    ) -> R {
         f(ctx, views, params)
     }
     fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
@@ -317,7 +340,12 @@ impl<T: Element, D: Dimension + 'static> Kind for WholeOf<T, D> {
     fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
         f(ctx, views, params)
     }
-    fn call_map<P: 'static, R: 'static>(f: Self::MapFn<P, R>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) -> R {
+    fn call_map<P: 'static, R: 'static>(
+        f: Self::MapFn<P, R>,
+        ctx: &Ctx<'_>,
+        views: Self::Views<'_>,
+        params: &P,
+    ) -> R {
         f(ctx, views, params)
     }
     fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
@@ -339,13 +367,15 @@ impl<T: Element, D: Dimension + 'static> Kind for WholeOf<T, D> {
     }
 }
 
-pub(crate) fn describe_one<'s, T: Element, D: Dimension + 'static>(array: &'s SharedArray<T, D>, split: bool) -> ArgRef<'s> {
+pub(crate) fn describe_one<'s, T: Element, D: Dimension + 'static>(
+    array: &'s SharedArray<T, D>,
+    split: bool,
+) -> ArgRef<'s> {
     ArgRef {
         segment: array.segment(),
         array,
         rows: array.rows(),
         split,
-
     }
 }
 
@@ -454,7 +484,10 @@ pub(crate) fn check(args: &[ArgRef<'_>], schedule: Schedule) -> crate::Result<us
     }
     let mut rows = None;
     for (i, arg) in args.iter().enumerate() {
-        if args[..i].iter().any(|a| a.segment.identity() == arg.segment.identity()) {
+        if args[..i]
+            .iter()
+            .any(|a| a.segment.identity() == arg.segment.identity())
+        {
             return Err(mismatch(format!(
                 "the segment {} is passed twice; a job takes each array once",
                 arg.segment.name()

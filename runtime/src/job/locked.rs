@@ -51,7 +51,9 @@ pub struct LockedView<'a, T: Element, D: Dimension> {
 
 impl<T: Element, D: Dimension> std::fmt::Debug for LockedView<'_, T, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockedView").field("array", &self.array.name()).finish()
+        f.debug_struct("LockedView")
+            .field("array", &self.array.name())
+            .finish()
     }
 }
 
@@ -119,14 +121,20 @@ impl<T, D> sealed::Sealed for LockedOf<T, D> {}
 impl<T: Element, D: Dimension + 'static> Kind for LockedOf<T, D> {
     type Views<'a> = LockedView<'a, T, D>;
     type RunFn<P: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, LockedView<'a, T, D>, &'p P);
-    type MapFn<P: 'static, R: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, LockedView<'a, T, D>, &'p P) -> R;
+    type MapFn<P: 'static, R: 'static> =
+        for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, LockedView<'a, T, D>, &'p P) -> R;
     type PlainRunFn = for<'a> fn(LockedView<'a, T, D>);
     type PlainMapFn<R: 'static> = for<'a> fn(LockedView<'a, T, D>) -> R;
 
     fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
         f(ctx, views, params)
     }
-    fn call_map<P: 'static, R: 'static>(f: Self::MapFn<P, R>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) -> R {
+    fn call_map<P: 'static, R: 'static>(
+        f: Self::MapFn<P, R>,
+        ctx: &Ctx<'_>,
+        views: Self::Views<'_>,
+        params: &P,
+    ) -> R {
         f(ctx, views, params)
     }
     fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
