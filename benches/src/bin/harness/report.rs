@@ -771,7 +771,7 @@ const METHOD: &str = "
   busy machine, or when its confidence interval spans the limit. `--quiet-wait S` makes the
   harness wait up to S seconds before each section for the machine to quieten. What no figure
   inside a virtual machine shows is the host: on the 2-vCPU development VM the same 800 MB mean
-  read in 10.5 ms and in 17 ms a minute apart, both times with the VM's own CPUs idle, so
+  read in 10.5 ms and in 17 ms a few minutes apart, both times with the VM's own CPUs idle, so
   absolute times differ between runs and only ratios within a run compare.
 * **The harness and `shmpar compare`.** Both time the same vectorized kernels
   (`shmpar_kernels::sqrt_abs` and the sum) through `Backend` on the same worker counts; both
