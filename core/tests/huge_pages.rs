@@ -227,8 +227,13 @@ fn attach_and_check() {
 }
 
 /// Restores `/proc/sys/vm/nr_hugepages` when dropped.
+/// Restores `/proc/sys/vm/nr_hugepages` when dropped. The pool is the
+/// whole machine's: while one run of this test has grown it, another (a
+/// second checkout's suite) waits on a file lock instead of growing and
+/// shrinking it under the first.
 struct Pool {
     original: u64,
+    _lock: std::fs::File,
 }
 
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
@@ -241,8 +246,20 @@ impl Pool {
     /// Grows the pool of default-size huge pages until `pages` are free;
     /// `Err` says why it could not.
     fn reserve(pages: u64) -> Result<Pool, String> {
+        use std::os::fd::AsRawFd;
+        let lock = std::fs::File::create("/tmp/shmpar-test-nr-hugepages.lock").map_err(|e| e.to_string())?;
+        // SAFETY: flock on a descriptor we own; it waits for another run.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(format!(
+                "cannot lock the pool ({})",
+                std::io::Error::last_os_error()
+            ));
+        }
         let original = read_u64(NR_HUGEPAGES);
-        let pool = Pool { original };
+        let pool = Pool {
+            original,
+            _lock: lock,
+        };
         let target = original + pages.saturating_sub(free_pages());
         std::fs::write(NR_HUGEPAGES, target.to_string())
             .map_err(|e| format!("{NR_HUGEPAGES} cannot be written ({e})"))?;
