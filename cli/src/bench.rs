@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Ix1};
-use shmpar::{Backend, BackendKind, Ctx, Element, Pool, Serde, SharedArray};
+use shmpar::{Backend, BackendKind, Ctx, Element, HugePages, Pool, SegmentOptions, Serde, SharedArray};
 use shmpar_kernels::Float;
 use shmpar_kernels::reduce::{Reduction, UnaryReduction};
 
@@ -426,10 +426,23 @@ pub(crate) fn short_value(v: &ReductionValue) -> String {
     }
 }
 
+/// The `--huge-pages` mode of this command, set once by `run`/`compare`.
+static HUGE_PAGES: std::sync::OnceLock<HugePages> = std::sync::OnceLock::new();
+
+/// Sets the `--huge-pages` mode for every array this command creates.
+pub(crate) fn set_huge_pages(mode: HugePages) {
+    let _ = HUGE_PAGES.set(mode);
+}
+
+/// Options for the arrays this command creates: `--huge-pages`.
+pub(crate) fn array_options() -> SegmentOptions {
+    SegmentOptions::new().huge_pages(HUGE_PAGES.get().copied().unwrap_or_default())
+}
+
 /// Creates the benchmark array (call [`check_memory`] first, for the
 /// clearer message).
 pub(crate) fn create_array<T: Float + Element>(len: usize) -> CliResult<SharedArray<T, Ix1>> {
-    Ok(SharedArray::<T, Ix1>::create(len)?)
+    Ok(SharedArray::<T, Ix1>::create_with(&array_options(), len)?)
 }
 
 /// `20000000 f64 elements (160.0 MB)`.

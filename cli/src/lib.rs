@@ -178,6 +178,11 @@ struct RunArgs {
     /// shown, with the totals).
     #[arg(long)]
     all_bins: bool,
+    /// Huge pages for the arrays: `off` (4 KiB pages), `try` (huge pages
+    /// where the system offers them, else 4 KiB) or `on` (fail, saying what
+    /// to configure, where it offers none). See docs/huge-pages.md.
+    #[arg(long, value_name = "MODE", default_value = "off", value_parser = ["off", "try", "on"])]
+    huge_pages: String,
 }
 
 #[derive(Args, Debug)]
@@ -221,6 +226,11 @@ struct CompareArgs {
     /// serial runs cannot be stopped and have no deadline).
     #[arg(long, value_name = "SECS", value_parser = units::parse_timeout)]
     timeout: Option<Duration>,
+    /// Huge pages for the arrays: `off` (4 KiB pages), `try` (huge pages
+    /// where the system offers them, else 4 KiB) or `on` (fail, saying what
+    /// to configure, where it offers none). See docs/huge-pages.md.
+    #[arg(long, value_name = "MODE", default_value = "off", value_parser = ["off", "try", "on"])]
+    huge_pages: String,
     /// Also write one JSON record per kernel x backend x workers to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -311,6 +321,13 @@ pub(crate) fn out(text: &str) -> CliResult {
         })
 }
 
+/// Applies `--huge-pages MODE` to the arrays the command creates.
+fn huge_pages(mode: &str) -> CliResult {
+    let mode: shmpar::HugePages = mode.parse().map_err(|e: shmpar::core::Error| CliError::msg(e.to_string()))?;
+    bench::set_huge_pages(mode);
+    Ok(())
+}
+
 /// Runs the command line and returns the process exit status.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -324,8 +341,8 @@ pub fn main() -> i32 {
             include_persistent,
         } => segments::gc(dry_run, include_persistent),
         Command::Inspect { name, json } => segments::inspect(&name, json),
-        Command::Run(args) => run::run(&args),
-        Command::Compare(args) => compare::compare(&args),
+        Command::Run(args) => huge_pages(&args.huge_pages).and_then(|()| run::run(&args)),
+        Command::Compare(args) => huge_pages(&args.huge_pages).and_then(|()| compare::compare(&args)),
     };
     match result {
         Ok(()) | Err(CliError::Quiet) => 0,

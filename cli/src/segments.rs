@@ -75,7 +75,7 @@ pub(crate) fn ls(json: bool) -> CliResult {
     if list.is_empty() {
         return out("no shmpar segments in /dev/shm\n");
     }
-    let rows: Vec<[String; 8]> = list
+    let rows: Vec<[String; 9]> = list
         .iter()
         .map(|s| {
             [
@@ -83,6 +83,7 @@ pub(crate) fn ls(json: bool) -> CliResult {
                 s.dtype.clone().unwrap_or_else(|| "-".into()),
                 shape_text(&s.shape),
                 bytes(s.bytes),
+                s.page_size.map_or_else(|| "-".into(), |p| bytes(p as u64)),
                 s.creator_pid.to_string(),
                 in_use_text(s).into(),
                 if s.persistent { "yes" } else { "no" }.into(),
@@ -95,13 +96,14 @@ pub(crate) fn ls(json: bool) -> CliResult {
         "DTYPE",
         "SHAPE",
         "SIZE",
+        "PAGE",
         "CREATOR",
         "IN USE",
         "PERSISTENT",
         "STATE",
     ]
     .map(String::from);
-    let right = [false, false, false, true, true, false, false, false];
+    let right = [false, false, false, true, true, true, false, false, false];
     out(&table(&header, &rows, &right))
 }
 
@@ -185,6 +187,8 @@ struct Inspection {
     data_offset: usize,
     data_bytes: usize,
     header_offset: usize,
+    /// Bytes per page of the object (4096, or a huge page size).
+    page_size: usize,
     creator_pid: i32,
     /// Whether the creator process still runs (its pid and start time).
     alive: bool,
@@ -355,6 +359,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
         data_offset: layout.data_offset,
         data_bytes: layout.data_len,
         header_offset: layout.header_offset,
+        page_size: layout.page_size,
         creator_pid: layout.creator.pid,
         alive: layout.creator.is_alive(),
         in_use: peek.liveness().in_use(),
@@ -378,6 +383,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
          shape        {}\n\
          elements     {}\n\
          bytes        {} ({} of data at offset {}, header page at {})\n\
+         pages        {} bytes each\n\
          creator      pid {} ({})\n\
          in use       {}\n\
          persistent   {}\n\
@@ -397,6 +403,7 @@ pub(crate) fn inspect(name: &str, json: bool) -> CliResult {
         report.data_bytes,
         report.data_offset,
         report.header_offset,
+        report.page_size,
         report.creator_pid,
         if report.alive { "alive" } else { "dead" },
         if report.in_use {

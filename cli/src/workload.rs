@@ -294,7 +294,7 @@ impl Workload {
                 fill_noise(b.view_mut(), 1, 0);
                 fill_noise(c.view_mut(), 2, 0);
                 State::Triad {
-                    a: SharedArray::create(n)?,
+                    a: SharedArray::create_with(&crate::bench::array_options(), n)?,
                     b,
                     c,
                 }
@@ -307,7 +307,7 @@ impl Workload {
                 State::Matvec {
                     a,
                     x,
-                    y: SharedArray::create(n)?,
+                    y: SharedArray::create_with(&crate::bench::array_options(), n)?,
                     expected: None,
                 }
             }
@@ -316,15 +316,15 @@ impl Workload {
                 kmeans_points(points.view_mut(), 0, KMEANS_K, 7)?;
                 let start = kmeans_init(points.view(), KMEANS_K)?;
                 State::Kmeans {
-                    labels: SharedArray::create(n)?,
-                    centroids: SharedArray::from_array(&start)?,
+                    labels: SharedArray::create_with(&crate::bench::array_options(), n)?,
+                    centroids: SharedArray::from_array_with(&crate::bench::array_options(), &start)?,
                     points,
                     start,
                     expected: Vec::new(),
                 }
             }
             Workload::Mandelbrot { width, height, .. } => State::Mandelbrot {
-                image: SharedArray::create((height, width))?,
+                image: SharedArray::create_with(&crate::bench::array_options(), (height, width))?,
                 expected: None,
             },
         };

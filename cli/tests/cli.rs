@@ -735,3 +735,46 @@ fn large_histograms_are_summarized() {
         assert_eq!(counts.iter().sum::<u64>(), 1000);
     }
 }
+
+/// `--huge-pages on` where /dev/shm offers none is one error line that says
+/// what to configure, and leaves nothing; `try` falls back and verifies.
+#[test]
+fn huge_pages_on_without_huge_pages_says_what_to_configure() {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let huge_shm = mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some("/dev/shm") && (l.contains("huge=") || l.contains("hugetlbfs")));
+    if huge_shm {
+        eprintln!("SKIPPED: /dev/shm is mounted with huge pages here");
+        return;
+    }
+    let out = shmpar(&[
+        "run",
+        "sqrt_abs",
+        "--len",
+        "1e5",
+        "--workers",
+        "2",
+        "--huge-pages",
+        "on",
+    ]);
+    let stderr = &out.stderr;
+    assert_eq!(out.code, 1, "{stderr}");
+    assert!(
+        stderr.contains("huge=within_size") && stderr.contains("nr_hugepages"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let out = shmpar(&[
+        "run",
+        "sqrt_abs",
+        "--len",
+        "1e5",
+        "--workers",
+        "2",
+        "--huge-pages",
+        "try",
+    ]);
+    let stdout = &out.stdout;
+    assert!(out.code == 0 && stdout.contains("verified"), "{stdout}");
+}

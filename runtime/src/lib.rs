@@ -63,5 +63,5 @@ pub use job::{Ctx, Schedule, WholeView, locked, whole};
 pub use pool::{Canceller, DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_POOL_WORKERS, Pool, PoolBuilder, Start, init};
 pub use transfer::{Plain, Serde, Transfer};
 pub use shmpar_core::{
-    self as core, DType, Element, Location, Scope, Segment, SegmentOptions, SharedArray, cleanup_now, gc,
+    self as core, DType, Element, HugePages, Location, Scope, Segment, SegmentOptions, SharedArray, cleanup_now, gc,
 };
