@@ -323,7 +323,9 @@ pub(crate) fn out(text: &str) -> CliResult {
 
 /// Applies `--huge-pages MODE` to the arrays the command creates.
 fn huge_pages(mode: &str) -> CliResult {
-    let mode: shmpar::HugePages = mode.parse().map_err(|e: shmpar::core::Error| CliError::msg(e.to_string()))?;
+    let mode: shmpar::HugePages = mode
+        .parse()
+        .map_err(|e: shmpar::core::Error| CliError::msg(e.to_string()))?;
     bench::set_huge_pages(mode);
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! One kernel, three backends: worker processes, rayon threads, or serial,
 //! all with the same chunking, so results and timings compare like with like.
 
+use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
-use std::any::Any;
 
 use ndarray::{Dimension, RemoveAxis};
 use shmpar_core::{Element, SharedArray};
@@ -164,10 +164,17 @@ impl Backend {
     /// # Errors
     /// As [`Pool::run`] on processes; [`Error::Mismatch`] for arguments
     /// that cannot form a job on the others.
-    pub fn run<A: Args, P: Transfer>(&self, args: A, params: P, f: <A::Kind as Kind>::RunFn<P>) -> Result<()> {
+    pub fn run<A: Args, P: Transfer>(
+        &self,
+        args: A,
+        params: P,
+        f: <A::Kind as Kind>::RunFn<P>,
+    ) -> Result<()> {
         match &self.engine {
             Engine::Processes(pool) => pool.run(args, params, f),
-            _ => self.local::<A, ()>(&args, |ctx, views| A::Kind::call_run(f, ctx, views, &params)).map(drop),
+            _ => self
+                .local::<A, ()>(&args, |ctx, views| A::Kind::call_run(f, ctx, views, &params))
+                .map(drop),
         }
     }
 
@@ -175,7 +182,12 @@ impl Backend {
     ///
     /// # Errors
     /// As [`run`](Self::run).
-    pub fn for_each_chunk_with<A: Args, P: Transfer>(&self, args: A, params: P, f: <A::Kind as Kind>::RunFn<P>) -> Result<()> {
+    pub fn for_each_chunk_with<A: Args, P: Transfer>(
+        &self,
+        args: A,
+        params: P,
+        f: <A::Kind as Kind>::RunFn<P>,
+    ) -> Result<()> {
         self.run(args, params, f)
     }
 
@@ -186,7 +198,9 @@ impl Backend {
     pub fn for_each_chunk<A: Args>(&self, args: A, f: <A::Kind as Kind>::PlainRunFn) -> Result<()> {
         match &self.engine {
             Engine::Processes(pool) => pool.for_each_chunk(args, f),
-            _ => self.local::<A, ()>(&args, |_, views| A::Kind::call_plain_run(f, views)).map(drop),
+            _ => self
+                .local::<A, ()>(&args, |_, views| A::Kind::call_plain_run(f, views))
+                .map(drop),
         }
     }
 
@@ -203,7 +217,10 @@ impl Backend {
     ) -> Result<R> {
         match &self.engine {
             Engine::Processes(pool) => pool.map_reduce(args, map, combine),
-            _ => fold(self.local::<A, R>(&args, |_, views| A::Kind::call_plain_map(map, views))?, combine),
+            _ => fold(
+                self.local::<A, R>(&args, |_, views| A::Kind::call_plain_map(map, views))?,
+                combine,
+            ),
         }
     }
 
@@ -221,7 +238,10 @@ impl Backend {
     ) -> Result<R> {
         match &self.engine {
             Engine::Processes(pool) => pool.map_reduce_with(args, params, map, combine),
-            _ => fold(self.local::<A, R>(&args, |ctx, views| A::Kind::call_map(map, ctx, views, &params))?, combine),
+            _ => fold(
+                self.local::<A, R>(&args, |ctx, views| A::Kind::call_map(map, ctx, views, &params))?,
+                combine,
+            ),
         }
     }
 

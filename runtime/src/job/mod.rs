@@ -19,14 +19,15 @@ use shmpar_core::chunk::chunk_range;
 use shmpar_core::{Element, SharedArray};
 
 pub use args::{Args, Kind, RowsMutOf, RowsOf, ViewsKind, Whole, WholeOf, WholeView, whole};
-pub use locked::{Locked, LockedGuard, LockedOf, LockedView, locked};
-pub use schedule::{Schedule, Scheduled};
-pub(crate) use schedule::{Plan, row_align};
-pub(crate) use ctx::{Aborted, Meet};
 pub use ctx::Ctx;
+pub(crate) use ctx::{Aborted, Meet};
+pub use locked::{Locked, LockedGuard, LockedOf, LockedView, locked};
+pub(crate) use schedule::{Plan, row_align};
+pub use schedule::{Schedule, Scheduled};
 
 /// A double-buffer step: `f(ctx, whole source, own rows of destination, params)`.
-pub type StepFn<T, D, P> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayView<'a, T, D>, ArrayViewMut<'a, T, D>, &'p P);
+pub type StepFn<T, D, P> =
+    for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayView<'a, T, D>, ArrayViewMut<'a, T, D>, &'p P);
 
 /// One worker's share of a job: who it is, the job's arrays in this
 /// process (argument order), its chunks, and how it meets the others.
@@ -98,7 +99,12 @@ impl<'e> Share<'e> {
     /// # Safety
     /// As [`run`](Self::run); in addition the job's two arrays are
     /// different segments.
-    pub(crate) unsafe fn steps<T, D, P>(&self, steps: usize, params: &P, f: StepFn<T, D, P>) -> Result<(), String>
+    pub(crate) unsafe fn steps<T, D, P>(
+        &self,
+        steps: usize,
+        params: &P,
+        f: StepFn<T, D, P>,
+    ) -> Result<(), String>
     where
         T: Element,
         D: Dimension + RemoveAxis + 'static,

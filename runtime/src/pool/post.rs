@@ -160,7 +160,10 @@ impl Inner {
         (desc.schedule, desc.schedule_rows) = schedule.encode();
         desc.steps = job.steps;
         desc.rows = rows as u64;
-        let split = arrays.iter().filter(|(_, split)| *split).map(|(segment, _)| *segment);
+        let split = arrays
+            .iter()
+            .filter(|(_, split)| *split)
+            .map(|(segment, _)| *segment);
         desc.row_align = crate::job::row_align(split, rows) as u64;
         desc.narrays = arrays.len() as u32;
         let mut current = Vec::with_capacity(arrays.len());
@@ -197,7 +200,11 @@ impl Inner {
 /// holds (its handle dropped: the array is gone, or persisted and let go),
 /// at most [`EVICT_MAX`], so the workers drop their mappings and the memory
 /// is released by the end of this job.
-fn evictions(sent: &mut HashMap<Identity, Location>, current: &[Identity], out: &mut [Identity; EVICT_MAX]) -> u32 {
+fn evictions(
+    sent: &mut HashMap<Identity, Location>,
+    current: &[Identity],
+    out: &mut [Identity; EVICT_MAX],
+) -> u32 {
     let gone: Vec<Identity> = sent
         .keys()
         .filter(|id| !current.contains(id) && !shmpar_core::segment::is_open((id.dev, id.ino)))
