@@ -239,7 +239,7 @@ impl Segment {
                 name: location.display_name(),
                 source,
             })?;
-            mapping.populate(0, layout.total_len).map_err(|source| {
+            mapping.populate(0, layout.total_len, true).map_err(|source| {
                 // A full tmpfs fails the populate with EFAULT.
                 if matches!(source.raw_os_error(), Some(libc::EFAULT)) || os::is_out_of_space(&source) {
                     no_space(source)

@@ -469,8 +469,10 @@ impl Segment {
     }
 
     /// Populates the page tables for the data, so the first pass over it
-    /// does not pay a page fault per 4 KiB page. Best effort: on kernels
-    /// without `MADV_POPULATE_WRITE` it returns the error and changes nothing.
+    /// does not pay a page fault per 4 KiB page (`MADV_POPULATE_READ`,
+    /// which on shared memory maps the pages writable, many per fault).
+    /// Best effort: on kernels without it (before 5.14) it returns the
+    /// error and changes nothing.
     ///
     /// # Errors
     /// [`Error::Io`] when the kernel refuses.
@@ -486,8 +488,8 @@ impl Segment {
     pub fn prefault_range(&self, offset: usize, len: usize) -> Result<()> {
         let offset = offset.min(self.layout.data_len);
         let len = len.min(self.layout.data_len - offset);
-        self.mapping.populate(offset, len).map_err(|source| Error::Io {
-            op: "madvise(MADV_POPULATE_WRITE)",
+        self.mapping.populate(offset, len, false).map_err(|source| Error::Io {
+            op: "madvise(MADV_POPULATE_READ)",
             name: self.name(),
             source,
         })
