@@ -38,14 +38,14 @@ pub struct Summary {
 /// The 1-based ranks `(k, n + 1 - k)` of the order statistics that bound a
 /// 95% confidence interval of the median of `n` samples, whatever their
 /// distribution: the largest `k` with P(Binomial(n, 1/2) < k) ≤ 2.5%
-/// (exact up to 50 samples, the normal approximation above). Below 6
+/// (exact up to 1,000 samples, the normal approximation above). Below 6
 /// samples no such `k` exists, and the interval is the whole range.
 pub fn median_ci(n: usize) -> (usize, usize) {
     if n == 0 {
         return (0, 0);
     }
-    let k = if n <= 50 {
-        // P(X <= j) summed exactly; 2^-50 and C(50, 25) are fine in f64.
+    let k = if n <= 1000 {
+        // P(X <= j) summed exactly: 2^-1000 is still a normal f64.
         let mut below = 0.0; // P(X < k)
         let mut term = 0.5f64.powi(n as i32); // P(X = 0)
         let mut k = 0;
@@ -173,6 +173,8 @@ mod tests {
         assert_eq!(median_ci(11), (2, 10));
         assert_eq!(median_ci(25), (8, 18));
         assert_eq!(median_ci(50), (18, 33));
+        assert_eq!(median_ci(51), (19, 33));
+        assert_eq!(median_ci(1000).0, 469);
         let (k, _) = median_ci(4000);
         assert!((1938..=1939).contains(&k), "{k}");
         let s = Summary::of(&(1..=25).map(f64::from).collect::<Vec<_>>());

@@ -60,8 +60,10 @@ pub(crate) struct RunArgs {
     /// Array lengths for the scaling-by-size runs (default: 10^3 .. len by tens).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
-    /// Warm repeats per configuration at the headline size (more at small sizes).
-    #[arg(long, default_value_t = 25)]
+    /// Warm repeats per configuration at the headline size (more at small
+    /// sizes): 51 puts the median's 95% interval between the 19th and 33rd
+    /// of them, narrow enough to judge a 3% target on a quiet machine.
+    #[arg(long, default_value_t = 51)]
     repeat: usize,
     /// Element type: f64 or f32.
     #[arg(long, default_value = "f64")]

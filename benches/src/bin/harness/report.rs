@@ -246,7 +246,7 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         )?;
         writeln!(
             md,
-            "Where the cold time goes: the workers took {} minor page faults in their first job ({} per worker per MiB of their chunk; a fresh mapping faults once per 4 KiB page) and {} in their second.\n",
+            "Where the cold time goes: the workers took {} minor page faults in their first job ({} per MiB of the array; one per 4 KiB page is 256) and {} in their second. A worker maps its own rows with `MADV_POPULATE_WRITE` when it first sees an array, and the kernel counts each page that maps in as a minor fault, so the first-job count is the page-table cost of a new mapping whether it is paid up front or fault by fault; threads share the coordinator's page tables and do not pay it.\n",
             h.worker_first_job_faults,
             format_args!(
                 "{:.0}",
@@ -785,7 +785,7 @@ const METHOD: &str = "
   | backends alive | all of them (idle ones asleep) | one at a time |
   | kernel call | `fn` pointer, no parameters; the mean's partial is a plain `f64` | `fn` pointer with the kernel spec as a serde parameter; the mean's partial travels serialized |
   | ratio | median of per-round ratios | ratio of the two medians |
-  | repeats | `--repeat` (25) at 10^8, more at smaller sizes | `--repeat` (10 by default) |
+  | repeats | `--repeat` (51) at 10^8, more at smaller sizes | `--repeat` (10 by default; the harness passes its own) |
 
   The order is the difference that matters on a shared machine: compare runs the processes
   and the threads seconds apart, so a change of load between them lands on one backend only;
