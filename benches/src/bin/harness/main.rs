@@ -88,6 +88,10 @@ pub(crate) struct RunArgs {
     /// (whose own results.json is kept), instead of measuring.
     #[arg(long)]
     merge_device: Option<PathBuf>,
+    /// Rewrite the report at --out from its results.json (and merged
+    /// results) without measuring: for a change to the report's text.
+    #[arg(long)]
+    render_only: bool,
     /// The label of the merged machine.
     #[arg(long, default_value = "device")]
     device_label: String,
@@ -151,6 +155,7 @@ fn main() {
         Some(cmd) => child(cmd),
         None => match &cli.run.merge_device {
             Some(file) => merge(&cli.run, file),
+            None if cli.run.render_only => render(&cli.run.out),
             None => orchestrate(cli.run),
         },
     };
@@ -503,6 +508,14 @@ fn merge(run: &RunArgs, file: &Path) -> Res<()> {
         run.device_label,
         run.out.display()
     );
+    Ok(())
+}
+
+/// Rewrites the report at `out` from the results stored there.
+fn render(out: &Path) -> Res<()> {
+    let mine: Results = serde_json::from_str(&std::fs::read_to_string(out.join("results.json"))?)?;
+    report::write(out, &mine, &load_devices(out))?;
+    eprintln!("harness: rewrote {}", out.join("benchmarks.md").display());
     Ok(())
 }
 
