@@ -246,7 +246,7 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
         )?;
         writeln!(
             md,
-            "Where the cold time goes: the workers took {} minor page faults in their first job ({} per MiB of the array; one per 4 KiB page would be 256) and {} in their second. A worker maps its own rows with `MADV_POPULATE_WRITE` when it first sees an array, and the kernel may count the pages that call maps in as minor faults, so the count says how much page-table work the first job did, not whether it was paid up front or fault by fault; threads share the coordinator's page tables and do not pay it.\n",
+            "Where the cold time goes: the workers took {} minor page faults in their first job ({} per MiB of the array; one per 4 KiB page would be 256) and {} in their second. A worker prefaults its own rows (`madvise(MADV_POPULATE_…)`) when it first sees an array, and the kernel may count the pages that call maps in as minor faults, so the count says how much page-table work the first job did, not whether it was paid up front or fault by fault; threads share the coordinator's page tables and do not pay it.\n",
             h.worker_first_job_faults,
             format_args!(
                 "{:.0}",
