@@ -654,7 +654,11 @@ impl Mapping {
             libc::madvise(
                 self.ptr.as_ptr().add(start).cast(),
                 end - start,
-                if write { MADV_POPULATE_WRITE } else { MADV_POPULATE_READ },
+                if write {
+                    MADV_POPULATE_WRITE
+                } else {
+                    MADV_POPULATE_READ
+                },
             )
         };
         if rc == 0 {

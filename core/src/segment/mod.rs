@@ -488,11 +488,13 @@ impl Segment {
     pub fn prefault_range(&self, offset: usize, len: usize) -> Result<()> {
         let offset = offset.min(self.layout.data_len);
         let len = len.min(self.layout.data_len - offset);
-        self.mapping.populate(offset, len, false).map_err(|source| Error::Io {
-            op: "madvise(MADV_POPULATE_READ)",
-            name: self.name(),
-            source,
-        })
+        self.mapping
+            .populate(offset, len, false)
+            .map_err(|source| Error::Io {
+                op: "madvise(MADV_POPULATE_READ)",
+                name: self.name(),
+                source,
+            })
     }
 
     /// The header page inside the mapping.
