@@ -196,7 +196,7 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
         FloatType::F64 => measure::<f64>(args, &kernels, &configs, launch)?,
     };
     add_ratios(&mut records);
-    // Measured backend-major (processes first); shown kernel by kernel.
+    // Measured kernel by kernel, the backends taking turns run by run; shown kernel by kernel.
     let order: Vec<String> = kernels.iter().map(Kernel::spec).collect();
     records.sort_by_key(|r| order.iter().position(|k| *k == r.kernel));
     let problem = if catalog {
@@ -304,65 +304,97 @@ fn measure<T: Sample>(
         bar.set_style(style);
     }
     let mut references: Vec<Option<ReductionValue>> = vec![None; kernels.len()];
-    let mut records = Vec::new();
     let simd = shmpar_kernels::simd::simd_level().name().to_string();
+    // Every backend is started first (the process pools before any rayon
+    // thread: a pool forks), then each kernel's runs alternate between the
+    // backends, round by round, so that a change in the machine's speed
+    // while a kernel is measured lands on every backend alike.
+    let mut started = Vec::with_capacity(configs.len());
     for &(kind, workers) in configs {
         bar.set_message(format!("{kind} x {workers}: starting"));
         let (backend, start_s) = bench::start_backend(kind, workers, launch)?;
-        for (ki, kernel) in kernels.iter().enumerate() {
-            let what = format!("{} on {kind} x {workers}", kernel.spec());
-            bar.set_message(what.clone());
-            let mut verdict: Result<(), String> = Ok(());
-            let mut result = None;
-            let mut times = Vec::with_capacity(args.repeat + 1);
-            match (&mut prepared[ki], &mut a) {
-                (Some(work), _) => {
-                    for run in 0..=args.repeat {
+        started.push((kind, workers, backend, start_s));
+    }
+    // Per kernel and configuration: times, verdict, result.
+    struct Tally {
+        times: Vec<f64>,
+        verdict: Result<(), String>,
+        result: Option<ReductionValue>,
+    }
+    let mut tallies: Vec<Vec<Tally>> = Vec::with_capacity(kernels.len());
+    for (ki, kernel) in kernels.iter().enumerate() {
+        let mut row: Vec<Tally> = started
+            .iter()
+            .map(|_| Tally {
+                times: Vec::with_capacity(args.repeat + 1),
+                verdict: Ok(()),
+                result: None,
+            })
+            .collect();
+        for run in 0..=args.repeat {
+            for (ci, (kind, workers, backend, _)) in started.iter().enumerate() {
+                let what = format!("{} on {kind} x {workers}", kernel.spec());
+                bar.set_message(what.clone());
+                let tally = &mut row[ci];
+                match (&mut prepared[ki], &mut a) {
+                    (Some(work), _) => {
                         work.reset(run == 0);
                         let t = Instant::now();
-                        work.run(&backend).map_err(|e| CliError::from(e).context(&what))?;
-                        times.push(t.elapsed().as_secs_f64());
-                        bar.inc(1);
-                        if verdict.is_ok() {
-                            verdict = work.verify(workers);
+                        work.run(backend).map_err(|e| CliError::from(e).context(&what))?;
+                        tally.times.push(t.elapsed().as_secs_f64());
+                        if tally.verdict.is_ok() {
+                            tally.verdict = work.verify(*workers);
                         }
                     }
-                }
-                (None, Some(a)) => {
-                    bench::fill(&backend, a).map_err(|e| e.context(&what))?;
-                    if let Kernel::Reduce(r) = kernel {
-                        if references[ki].is_none() {
-                            references[ki] = Some(r.reference(a.view()));
+                    (None, Some(a)) => {
+                        if run == 0 {
+                            // Untimed: this backend's first run starts from
+                            // the known input, as a single-backend run would.
+                            bench::fill(backend, a).map_err(|e| e.context(&what))?;
+                            if let Kernel::Reduce(r) = kernel {
+                                if references[ki].is_none() {
+                                    references[ki] = Some(r.reference(a.view()));
+                                }
+                            }
                         }
-                    }
-                    for run in 0..=args.repeat {
                         let t = Instant::now();
                         match kernel {
-                            Kernel::Map(k) => bench::apply(&backend, a, *k),
-                            Kernel::Reduce(r) => bench::reduce(&backend, a, r).map(|v| result = Some(v)),
+                            Kernel::Map(k) => bench::apply(backend, a, *k),
+                            Kernel::Reduce(r) => {
+                                bench::reduce(backend, a, r).map(|v| tally.result = Some(v))
+                            }
                             Kernel::Workload(_) => Ok(()),
                         }
                         .map_err(|e| e.context(&what))?;
-                        times.push(t.elapsed().as_secs_f64());
-                        bar.inc(1);
-                        match (kernel, &result, &references[ki]) {
-                            (Kernel::Map(k), _, _) if run == 0 => verdict = bench::verify_map(a, k),
-                            (Kernel::Reduce(_), Some(got), Some(want)) if verdict.is_ok() => {
-                                verdict = bench::verify_reduce(got, want);
+                        tally.times.push(t.elapsed().as_secs_f64());
+                        match (kernel, &tally.result, &references[ki]) {
+                            (Kernel::Map(k), _, _) if run == 0 => tally.verdict = bench::verify_map(a, k),
+                            (Kernel::Reduce(_), Some(got), Some(want)) if tally.verdict.is_ok() => {
+                                tally.verdict = bench::verify_reduce(got, want);
                             }
                             _ => {}
                         }
                     }
+                    (None, None) => return Err(CliError::msg(format!("{what}: no array to run on"))),
                 }
-                (None, None) => return Err(CliError::msg(format!("{what}: no array to run on"))),
+                bar.inc(1);
             }
+        }
+        tallies.push(row);
+    }
+    let mut records = Vec::new();
+    for (ci, (kind, workers, _, start_s)) in started.iter().enumerate() {
+        for (ki, kernel) in kernels.iter().enumerate() {
+            let tally = &mut tallies[ki][ci];
+            let mut times = std::mem::take(&mut tally.times);
             let cold = times.remove(0);
             let med = median(&times);
             let workload = kernel.workload();
+            let verdict = std::mem::replace(&mut tally.verdict, Ok(()));
             records.push(Record {
                 kernel: kernel.spec(),
                 backend: kind.name().to_string(),
-                workers,
+                workers: *workers,
                 len: workload.map_or(args.len, |w| w.len()),
                 dtype: workload.map_or(args.dtype.name(), |w| w.dtype()).to_string(),
                 repeat: args.repeat,
@@ -370,7 +402,7 @@ fn measure<T: Sample>(
                 min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
                 max_s: times.iter().copied().fold(0.0, f64::max),
                 cold_s: start_s + cold,
-                start_s,
+                start_s: *start_s,
                 gb_per_s: kernel.bytes_moved(args.len, args.dtype).map(|b| b / med / 1e9),
                 vs_serial: None,
                 vs_threads: None,
@@ -378,9 +410,9 @@ fn measure<T: Sample>(
                 problem: workload.map(|w| w.describe()),
                 verified: verdict.is_ok(),
                 mismatch: verdict.err(),
-                result: result.as_ref().map(bench::short_value),
+                result: tally.result.as_ref().map(bench::short_value),
                 times_s: times,
-                start: (kind == BackendKind::Processes).then(|| args.start.name().to_string()),
+                start: (*kind == BackendKind::Processes).then(|| args.start.name().to_string()),
                 simd: simd.clone(),
             });
         }

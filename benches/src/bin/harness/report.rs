@@ -781,15 +781,15 @@ const METHOD: &str = "
   |---|---|---|
   | input | signed values, filled once by the coordinator | uniform in [0, 1), refilled by each backend before each kernel |
   | warm-up | a cold sqrt and mean per backend (and one more sqrt on the processes) | one untimed run per backend and kernel |
-  | order | backends take turns, round by round, each round starting with the next backend; 2 ms of sleep before each job | backend by backend: every run of the processes, then the pool is dropped and every run of the threads, back to back without pauses |
-  | backends alive | all of them (idle ones asleep) | one at a time |
+  | order | backends take turns, round by round, each round starting with the next backend; 2 ms of sleep before each job | backends take turns run by run, always in the order processes, threads, serial, back to back without pauses |
+  | backends alive | all of them (idle ones asleep) | all of them (idle ones asleep) |
   | kernel call | `fn` pointer, no parameters; the mean's partial is a plain `f64` | `fn` pointer with the kernel spec as a serde parameter; the mean's partial travels serialized |
   | ratio | median of per-round ratios | ratio of the two medians |
   | repeats | `--repeat` (51) at 10^8, more at smaller sizes | `--repeat` (10 by default; the harness passes its own) |
 
-  The order is the difference that matters on a shared machine: compare runs the processes
-  and the threads seconds apart, so a change of load between them lands on one backend only;
-  the harness pairs them within a round. The harness runs `shmpar compare` itself on the
+  Both alternate the backends, so a change of the machine's speed while a kernel is measured
+  lands on every backend alike (compare ran each backend's repeats back to back until this
+  session, which let such a change land on one backend only). The harness runs `shmpar compare` itself on the
   headline configuration (the `shmpar` binary beside it; `--shmpar PATH`, `--no-compare`) and
   shows both ratios side by side.
 * **Bandwidth bound.** `shmpar_benches::bandwidth`: over the same shared memory, with as many
