@@ -360,9 +360,7 @@ fn measure<T: Sample>(
                         let t = Instant::now();
                         match kernel {
                             Kernel::Map(k) => bench::apply(backend, a, *k),
-                            Kernel::Reduce(r) => {
-                                bench::reduce(backend, a, r).map(|v| tally.result = Some(v))
-                            }
+                            Kernel::Reduce(r) => bench::reduce(backend, a, r).map(|v| tally.result = Some(v)),
                             Kernel::Workload(_) => Ok(()),
                         }
                         .map_err(|e| e.context(&what))?;
