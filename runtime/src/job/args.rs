@@ -111,6 +111,38 @@ pub trait Kind: sealed::Sealed + 'static {
     ) -> Result<Self::Views<'a>, String>;
 }
 
+/// The views and kernel types of a [`Kind`] whose views are `$views` (a
+/// type over lifetime `$a`), and the calls through them: the same for
+/// every kind, so written once.
+macro_rules! kernel_types {
+    ($a:lifetime, $views:ty) => {
+        type Views<$a> = $views;
+        type RunFn<P: 'static> = for<$a, 'b, 'c, 'p> fn(&'c Ctx<'b>, $views, &'p P);
+        type MapFn<P: 'static, R: 'static> = for<$a, 'b, 'c, 'p> fn(&'c Ctx<'b>, $views, &'p P) -> R;
+        type PlainRunFn = for<$a> fn($views);
+        type PlainMapFn<R: 'static> = for<$a> fn($views) -> R;
+
+        fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
+            f(ctx, views, params)
+        }
+        fn call_map<P: 'static, R: 'static>(
+            f: Self::MapFn<P, R>,
+            ctx: &Ctx<'_>,
+            views: Self::Views<'_>,
+            params: &P,
+        ) -> R {
+            f(ctx, views, params)
+        }
+        fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
+            f(views)
+        }
+        fn call_plain_map<R: 'static>(f: Self::PlainMapFn<R>, views: Self::Views<'_>) -> R {
+            f(views)
+        }
+    };
+}
+pub(crate) use kernel_types;
+
 /// A kernel's address: every kernel type of a [`Kind`] is a `fn` pointer.
 pub(crate) fn address<F: Copy + 'static>(f: F) -> usize {
     const { assert!(size_of::<F>() == size_of::<usize>()) };
@@ -250,29 +282,7 @@ impl<T, D> sealed::Sealed for RowsMutOf<T, D> {}
 impl<T, D> sealed::Sealed for WholeOf<T, D> {}
 
 impl<T: Element, D: Dimension + RemoveAxis + 'static> Kind for RowsOf<T, D> {
-    type Views<'a> = ArrayView<'a, T, D>;
-    type RunFn<P: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayView<'a, T, D>, &'p P);
-    type MapFn<P: 'static, R: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayView<'a, T, D>, &'p P) -> R;
-    type PlainRunFn = for<'a> fn(ArrayView<'a, T, D>);
-    type PlainMapFn<R: 'static> = for<'a> fn(ArrayView<'a, T, D>) -> R;
-
-    fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
-        f(ctx, views, params)
-    }
-    fn call_map<P: 'static, R: 'static>(
-        f: Self::MapFn<P, R>,
-        ctx: &Ctx<'_>,
-        views: Self::Views<'_>,
-        params: &P,
-    ) -> R {
-        f(ctx, views, params)
-    }
-    fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
-        f(views)
-    }
-    fn call_plain_map<R: 'static>(f: Self::PlainMapFn<R>, views: Self::Views<'_>) -> R {
-        f(views)
-    }
+    kernel_types!('a, ArrayView<'a, T, D>);
 
     fn openers(out: &mut Vec<Opener>) {
         out.push(opener::<T, D>());
@@ -289,30 +299,7 @@ impl<T: Element, D: Dimension + RemoveAxis + 'static> Kind for RowsOf<T, D> {
 }
 
 impl<T: Element, D: Dimension + RemoveAxis + 'static> Kind for RowsMutOf<T, D> {
-    type Views<'a> = ArrayViewMut<'a, T, D>;
-    type RunFn<P: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayViewMut<'a, T, D>, &'p P);
-    type MapFn<P: 'static, R: 'static> =
-        for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ArrayViewMut<'a, T, D>, &'p P) -> R;
-    type PlainRunFn = for<'a> fn(ArrayViewMut<'a, T, D>);
-    type PlainMapFn<R: 'static> = for<'a> fn(ArrayViewMut<'a, T, D>) -> R;
-
-    fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
-        f(ctx, views, params)
-    }
-    fn call_map<P: 'static, R: 'static>(
-        f: Self::MapFn<P, R>,
-        ctx: &Ctx<'_>,
-        views: Self::Views<'_>,
-        params: &P,
-    ) -> R {
-        f(ctx, views, params)
-    }
-    fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
-        f(views)
-    }
-    fn call_plain_map<R: 'static>(f: Self::PlainMapFn<R>, views: Self::Views<'_>) -> R {
-        f(views)
-    }
+    kernel_types!('a, ArrayViewMut<'a, T, D>);
 
     fn openers(out: &mut Vec<Opener>) {
         out.push(opener::<T, D>());
@@ -331,29 +318,7 @@ impl<T: Element, D: Dimension + RemoveAxis + 'static> Kind for RowsMutOf<T, D> {
 }
 
 impl<T: Element, D: Dimension + 'static> Kind for WholeOf<T, D> {
-    type Views<'a> = WholeView<'a, T, D>;
-    type RunFn<P: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, WholeView<'a, T, D>, &'p P);
-    type MapFn<P: 'static, R: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, WholeView<'a, T, D>, &'p P) -> R;
-    type PlainRunFn = for<'a> fn(WholeView<'a, T, D>);
-    type PlainMapFn<R: 'static> = for<'a> fn(WholeView<'a, T, D>) -> R;
-
-    fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
-        f(ctx, views, params)
-    }
-    fn call_map<P: 'static, R: 'static>(
-        f: Self::MapFn<P, R>,
-        ctx: &Ctx<'_>,
-        views: Self::Views<'_>,
-        params: &P,
-    ) -> R {
-        f(ctx, views, params)
-    }
-    fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
-        f(views)
-    }
-    fn call_plain_map<R: 'static>(f: Self::PlainMapFn<R>, views: Self::Views<'_>) -> R {
-        f(views)
-    }
+    kernel_types!('a, WholeView<'a, T, D>);
 
     fn openers(out: &mut Vec<Opener>) {
         out.push(opener::<T, D>());
@@ -418,24 +383,7 @@ macro_rules! tuple_args {
         impl<$($name: Kind),+> sealed::Sealed for ($($name,)+) {}
 
         impl<$($name: Kind),+> Kind for ($($name,)+) {
-            type Views<'a> = ($($name::Views<'a>,)+);
-    type RunFn<P: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ($($name::Views<'a>,)+), &'p P);
-    type MapFn<P: 'static, R: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, ($($name::Views<'a>,)+), &'p P) -> R;
-    type PlainRunFn = for<'a> fn(($($name::Views<'a>,)+));
-    type PlainMapFn<R: 'static> = for<'a> fn(($($name::Views<'a>,)+)) -> R;
-
-    fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
-        f(ctx, views, params)
-    }
-    fn call_map<P: 'static, R: 'static>(f: Self::MapFn<P, R>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) -> R {
-        f(ctx, views, params)
-    }
-    fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
-        f(views)
-    }
-    fn call_plain_map<R: 'static>(f: Self::PlainMapFn<R>, views: Self::Views<'_>) -> R {
-        f(views)
-    }
+            kernel_types!('a, ($($name::Views<'a>,)+));
 
             fn openers(out: &mut Vec<Opener>) {
                 $( $name::openers(out); )+

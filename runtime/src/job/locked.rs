@@ -10,7 +10,9 @@ use shmpar_core::{Element, SharedArray};
 
 use crate::error::{Error, Result};
 use crate::job::Ctx;
-use crate::job::args::{ArgRef, Args, Kind, Opener, ViewsKind, describe_one, next_array, opener, sealed};
+use crate::job::args::{
+    ArgRef, Args, Kind, Opener, ViewsKind, describe_one, kernel_types, next_array, opener, sealed,
+};
 
 /// An argument written by every worker under a lock: see [`locked`].
 #[derive(Debug)]
@@ -119,30 +121,7 @@ impl<'g, T, D: Dimension> DerefMut for LockedGuard<'g, T, D> {
 impl<T, D> sealed::Sealed for LockedOf<T, D> {}
 
 impl<T: Element, D: Dimension + 'static> Kind for LockedOf<T, D> {
-    type Views<'a> = LockedView<'a, T, D>;
-    type RunFn<P: 'static> = for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, LockedView<'a, T, D>, &'p P);
-    type MapFn<P: 'static, R: 'static> =
-        for<'a, 'b, 'c, 'p> fn(&'c Ctx<'b>, LockedView<'a, T, D>, &'p P) -> R;
-    type PlainRunFn = for<'a> fn(LockedView<'a, T, D>);
-    type PlainMapFn<R: 'static> = for<'a> fn(LockedView<'a, T, D>) -> R;
-
-    fn call_run<P: 'static>(f: Self::RunFn<P>, ctx: &Ctx<'_>, views: Self::Views<'_>, params: &P) {
-        f(ctx, views, params)
-    }
-    fn call_map<P: 'static, R: 'static>(
-        f: Self::MapFn<P, R>,
-        ctx: &Ctx<'_>,
-        views: Self::Views<'_>,
-        params: &P,
-    ) -> R {
-        f(ctx, views, params)
-    }
-    fn call_plain_run(f: Self::PlainRunFn, views: Self::Views<'_>) {
-        f(views)
-    }
-    fn call_plain_map<R: 'static>(f: Self::PlainMapFn<R>, views: Self::Views<'_>) -> R {
-        f(views)
-    }
+    kernel_types!('a, LockedView<'a, T, D>);
 
     fn openers(out: &mut Vec<Opener>) {
         out.push(opener::<T, D>());
