@@ -4,7 +4,8 @@
 //! Per configuration (backend x worker count) and kernel: the input is
 //! filled (untimed, by that backend), one warm-up run is timed as the cold
 //! run (with the backend's start-up added to `cold_s`) and verified, then
-//! `--repeat` runs are timed. Elementwise kernels keep mapping their own
+//! `--repeat` runs are timed (by default at least [`AUTO_MIN_RUNS`] and
+//! [`AUTO_BUDGET_S`] of them per configuration, at most [`AUTO_MAX_RUNS`]). Elementwise kernels keep mapping their own
 //! output (sqrt of sqrt ...), which costs the same; only the first run
 //! starts from the known input, so only it is compared to the reference.
 //! Reductions are verified on every run. Workloads (`triad`, `matvec`,
@@ -13,8 +14,10 @@
 //! [`crate::workload`]); `mandelbrot` brings `mandelbrot-static`, the same
 //! image under the static split, and `vs_static` compares the two.
 //!
-//! All process configurations run first: a pool forks its workers, and a
-//! process must not fork once rayon has started threads. Serial runs once
+//! Every backend starts first, the process pools before any rayon thread
+//! (a pool forks its workers, and a process must not fork once rayon has
+//! started threads); then each kernel's runs alternate between the
+//! configurations, round by round. Serial runs once
 //! per kernel, on one chunk, and is the baseline of `vs serial`; `vs
 //! threads` compares with the threads backend at the same worker count.
 //! Both are speed-ups: above 1 means faster than the baseline.
@@ -32,6 +35,45 @@ use crate::segments::table;
 use crate::units::{median, seconds};
 use crate::workload::{Prepared, Workload};
 use crate::{CliError, CliResult, CompareArgs, FloatType, out};
+
+/// Without `--repeat`: the fewest timed runs per configuration and kernel.
+pub(crate) const AUTO_MIN_RUNS: usize = 10;
+/// Without `--repeat`: the most timed runs per configuration and kernel.
+pub(crate) const AUTO_MAX_RUNS: usize = 200;
+/// Without `--repeat`: the timed seconds each configuration gathers per
+/// kernel (within the run counts above).
+pub(crate) const AUTO_BUDGET_S: f64 = 0.5;
+
+/// How many timed runs a kernel gets per configuration.
+#[derive(Clone, Copy, Debug)]
+enum Runs {
+    /// Exactly this many (`--repeat N`).
+    Exactly(usize),
+    /// Until every configuration has [`AUTO_MIN_RUNS`] and
+    /// [`AUTO_BUDGET_S`], at most [`AUTO_MAX_RUNS`].
+    Auto,
+}
+
+impl Runs {
+    fn most(self) -> usize {
+        match self {
+            Runs::Exactly(n) => n,
+            Runs::Auto => AUTO_MAX_RUNS,
+        }
+    }
+
+    /// Whether configurations that have timed these runs (the warm-up
+    /// excluded) have enough.
+    fn enough<'a>(self, mut timed: impl Iterator<Item = &'a [f64]>) -> bool {
+        match self {
+            Runs::Exactly(n) => timed.all(|t| t.len() >= n),
+            Runs::Auto => timed.all(|t| {
+                t.len() >= AUTO_MAX_RUNS
+                    || (t.len() >= AUTO_MIN_RUNS && t.iter().sum::<f64>() >= AUTO_BUDGET_S)
+            }),
+        }
+    }
+}
 use shmpar_kernels::catalog::ReductionValue;
 
 /// One kernel on one backend with one worker count: what `--json` writes.
@@ -136,7 +178,7 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
             workers.push(w);
         }
     }
-    if args.repeat == 0 || args.repeat > 10_000 {
+    if matches!(args.repeat, Some(n) if n == 0 || n > 10_000) {
         return Err(CliError::msg("--repeat must be between 1 and 10000"));
     }
     let asked: Vec<BackendKind> = args.backends.iter().map(|b| b.kind()).collect();
@@ -204,9 +246,12 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
     } else {
         format!("{} workload(s)", workloads.len())
     };
+    let runs = match args.repeat {
+        Some(n) => format!("{n} timed run(s)"),
+        None => format!("{AUTO_MIN_RUNS} to {AUTO_MAX_RUNS} timed runs (until {AUTO_BUDGET_S} s of them)"),
+    };
     let mut text = format!(
-        "compare: {problem}, {} timed run(s) after 1 warm-up per configuration, {} CPU(s), SIMD {}\n",
-        args.repeat,
+        "compare: {problem}, {runs} after 1 warm-up per configuration, {} CPU(s), SIMD {}\n",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         shmpar_kernels::simd::simd_level().name(),
     );
@@ -229,6 +274,17 @@ pub(crate) fn compare(args: &CompareArgs) -> CliResult {
                 r.result.as_deref().unwrap_or("")
             ));
         }
+    }
+    if args.repeat.is_none() {
+        let counts: Vec<String> = kernels
+            .iter()
+            .filter_map(|k| {
+                let spec = k.spec();
+                let r = records.iter().find(|r| r.kernel == spec)?;
+                Some(format!("{spec} {}", r.repeat))
+            })
+            .collect();
+        text.push_str(&format!("timed runs per configuration: {}\n", counts.join(", ")));
     }
     for r in records.iter().filter(|r| r.vs_static.is_some()) {
         text.push_str(&format!(
@@ -293,7 +349,9 @@ fn measure<T: Sample>(
         .iter()
         .map(|k| k.workload().map(|w| w.prepare()).transpose())
         .collect::<CliResult<_>>()?;
-    let steps = (configs.len() * kernels.len() * (args.repeat + 1)) as u64;
+    let runs = args.repeat.map_or(Runs::Auto, Runs::Exactly);
+    // Auto runs may stop early: the bar then skips the runs not needed.
+    let steps = (configs.len() * kernels.len() * (runs.most() + 1)) as u64;
     // No steady tick: a ticking thread would forbid the pools' forks.
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr())
@@ -326,12 +384,16 @@ fn measure<T: Sample>(
         let mut row: Vec<Tally> = started
             .iter()
             .map(|_| Tally {
-                times: Vec::with_capacity(args.repeat + 1),
+                times: Vec::with_capacity(runs.most().min(AUTO_MAX_RUNS) + 1),
                 verdict: Ok(()),
                 result: None,
             })
             .collect();
-        for run in 0..=args.repeat {
+        for run in 0..=runs.most() {
+            if run > 0 && runs.enough(row.iter().map(|t| &t.times[1..])) {
+                bar.inc(((runs.most() + 1 - run) * started.len()) as u64);
+                break;
+            }
             for (ci, (kind, workers, backend, _)) in started.iter().enumerate() {
                 let what = format!("{} on {kind} x {workers}", kernel.spec());
                 bar.set_message(what.clone());
@@ -387,6 +449,7 @@ fn measure<T: Sample>(
             let mut times = std::mem::take(&mut tally.times);
             let cold = times.remove(0);
             let med = median(&times);
+            let repeat = times.len();
             let workload = kernel.workload();
             let verdict = std::mem::replace(&mut tally.verdict, Ok(()));
             records.push(Record {
@@ -395,7 +458,7 @@ fn measure<T: Sample>(
                 workers: *workers,
                 len: workload.map_or(args.len, |w| w.len()),
                 dtype: workload.map_or(args.dtype.name(), |w| w.dtype()).to_string(),
-                repeat: args.repeat,
+                repeat,
                 median_s: med,
                 min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
                 max_s: times.iter().copied().fold(0.0, f64::max),
@@ -489,4 +552,37 @@ fn render(records: &[Record]) -> String {
         false, false, true, true, true, true, true, true, true, true, false,
     ];
     table(&header, &rows, &right)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AUTO_MAX_RUNS, AUTO_MIN_RUNS, Runs};
+
+    fn enough(runs: Runs, configs: &[Vec<f64>]) -> bool {
+        runs.enough(configs.iter().map(Vec::as_slice))
+    }
+
+    #[test]
+    fn exactly_n_runs() {
+        assert!(!enough(Runs::Exactly(3), &[vec![1.0; 3], vec![1.0; 2]]));
+        assert!(enough(Runs::Exactly(3), &[vec![1.0; 3], vec![1.0; 3]]));
+    }
+
+    #[test]
+    fn auto_runs_until_every_configuration_has_its_minimum_and_budget() {
+        // Slow kernels: the minimum count decides.
+        assert!(!enough(Runs::Auto, &[vec![1.0; AUTO_MIN_RUNS - 1]]));
+        assert!(enough(Runs::Auto, &[vec![1.0; AUTO_MIN_RUNS]]));
+        // Fast kernels: the time budget decides, for every configuration.
+        let fast = vec![0.001; AUTO_MIN_RUNS];
+        let enough_time = vec![0.001; 500];
+        assert!(!enough(Runs::Auto, &[fast.clone()]));
+        assert!(!enough(
+            Runs::Auto,
+            &[enough_time[..AUTO_MAX_RUNS - 1].to_vec(), fast]
+        ));
+        // The cap ends a configuration that would need more.
+        assert!(enough(Runs::Auto, &[enough_time[..AUTO_MAX_RUNS].to_vec()]));
+        assert!(enough(Runs::Auto, &[vec![0.01; 50]]));
+    }
 }

@@ -215,9 +215,12 @@ struct CompareArgs {
         allow_negative_numbers = true
     )]
     workers: Vec<usize>,
-    /// Timed runs per configuration, after one untimed warm-up run.
-    #[arg(long, default_value_t = 10)]
-    repeat: usize,
+    /// Timed runs per configuration, after one untimed warm-up run. By
+    /// default each kernel runs until every configuration has at least 10
+    /// timed runs and 0.5 s of them (at most 200): short kernels get more
+    /// runs, so a drift of the machine's speed weighs less in the median.
+    #[arg(long)]
+    repeat: Option<usize>,
     /// How process workers start.
     #[arg(long, value_enum, default_value_t = StartMethod::Fork)]
     start: StartMethod,
