@@ -576,7 +576,7 @@ mod tests {
         // Fast kernels: the time budget decides, for every configuration.
         let fast = vec![0.001; AUTO_MIN_RUNS];
         let enough_time = vec![0.001; 500];
-        assert!(!enough(Runs::Auto, &[fast.clone()]));
+        assert!(!enough(Runs::Auto, std::slice::from_ref(&fast)));
         assert!(!enough(
             Runs::Auto,
             &[enough_time[..AUTO_MAX_RUNS - 1].to_vec(), fast]
