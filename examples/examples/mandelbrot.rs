@@ -11,6 +11,8 @@
 //! `Schedule::Dynamic` idle workers claim small blocks of rows as they go,
 //! and `Schedule::Guided` claims blocks that shrink as the rows run out.
 //!
+//! For reference, the same rows also run as rayon's own work stealing
+//! (`par_chunks_mut`, one row a task, on a rayon pool of as many threads).
 //! Every image must equal the serial one; the times are printed, not
 //! checked (timing belongs in benchmarks).
 //!
@@ -19,7 +21,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayViewMut2};
+use rayon::prelude::*;
 use shmpar::{Backend, BackendKind, Pool, Schedule, SharedArray};
 use shmpar_kernels::workloads::{MandelbrotParams, mandelbrot_rows};
 
@@ -71,6 +74,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // one thread; the rayon threads come after it.
     let pool = Pool::builder().workers(workers).build()?;
     let threads = Backend::new(BackendKind::Threads, workers)?;
+    let stealing = rayon::ThreadPoolBuilder::new().num_threads(workers).build()?;
     let params = MandelbrotParams::upper_half(WIDTH, HEIGHT, MAX_ITER);
 
     let mut expected = Array2::zeros((HEIGHT, WIDTH));
@@ -88,7 +92,24 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // the least disturbed by whatever else the machine runs. The backends
     // and schedules take turns, so that a noisy spell slows them alike.
     let mut times = [(Duration::MAX, Duration::MAX); 3];
+    let mut rayon_time = Duration::MAX;
     for _ in 0..RUNS {
+        image.view_mut().fill(u32::MAX);
+        let t = Instant::now();
+        stealing.install(|| -> Result<(), shmpar_kernels::Error> {
+            let mut view = image.view_mut();
+            let pixels = view.as_slice_mut().expect("a new array is contiguous");
+            pixels
+                .par_chunks_mut(WIDTH)
+                .enumerate()
+                .try_for_each(|(row, pixels)| {
+                    let row_view = ArrayViewMut2::from_shape((1, WIDTH), pixels).expect("one row");
+                    mandelbrot_rows(row, row_view, &params)
+                })
+        })?;
+        rayon_time = rayon_time.min(t.elapsed());
+        check("rayon's work stealing", &image, &expected)?;
+
         for ((name, schedule), time) in schedules.iter().zip(&mut times) {
             image.view_mut().fill(u32::MAX);
             let t = Instant::now();
@@ -122,11 +143,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         };
         println!("  {label:<12} {:>9.1} ms {:>9.1} ms", ms(on_pool), ms(on_threads));
     }
+    println!(
+        "  {:<12} {:>9.1} ms (rayon par_chunks_mut, a row a task)",
+        "stealing",
+        ms(rayon_time)
+    );
     let speedup = |d: Duration| times[0].0.as_secs_f64() / d.as_secs_f64();
     println!(
         "  on the processes, static / dynamic: {:.2}, static / guided: {:.2}",
         speedup(times[1].0),
         speedup(times[2].0)
+    );
+    println!(
+        "  dynamic / rayon's work stealing: processes {:.2}, threads {:.2}",
+        times[1].0.as_secs_f64() / rayon_time.as_secs_f64(),
+        times[1].1.as_secs_f64() / rayon_time.as_secs_f64()
     );
     println!(
         "ok: every schedule on {workers} worker processes and on {workers} threads gives the serial image"
