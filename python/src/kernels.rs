@@ -305,6 +305,7 @@ pub(crate) fn _serve_kernels(
     parent: i32,
 ) -> PyResult<()> {
     os::die_with_parent(parent);
+    os::ignore_interrupts();
     let mut input =
         os::adopt_fd(fd_in).map_err(|e| Error::new_err(format!("kernel server: request pipe: {e}")))?;
     let mut output =

@@ -23,6 +23,19 @@ pub(crate) fn die_with_parent(parent: i32) {
     }
 }
 
+/// Ignores SIGINT in this process (and so in the processes it forks): a
+/// Ctrl-C at the terminal reaches the whole foreground process group, and
+/// the kernel server and its workers leave it to the user's process, which
+/// stops them itself.
+pub(crate) fn ignore_interrupts() {
+    // SAFETY: signal(SIGINT, SIG_IGN) installs no handler code; Python's
+    // own handler (which would run Python code) is replaced before this
+    // process runs anything but Rust.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
+
 /// Takes ownership of a pipe end that the Python side handed over.
 ///
 /// Returns an error for a negative descriptor or one that is not open.

@@ -140,6 +140,18 @@ def test_the_kernel_server_is_single_threaded_and_never_imports_numpy(pool):
         assert "numpy" not in f.read()
 
 
+def test_the_kernel_server_and_its_workers_leave_ctrl_c_to_the_user_process(pool):
+    # A Ctrl-C at the terminal signals the whole process group; the server
+    # and the Rust workers ignore SIGINT and are stopped by this process.
+    with shmpar.Scope() as scope:
+        pool.run("fill:1", scope.create(4))
+    server = pool._state.server.pid
+    for pid in [server, *children_of(server)]:
+        with open(f"/proc/{pid}/status") as f:
+            ignored = int(f.read().split("SigIgn:")[1].split()[0], 16)
+        assert ignored & (1 << (signal.SIGINT - 1)), pid
+
+
 # ---- Python kernels ----
 
 def two_phases(ctx, chunk):
