@@ -21,7 +21,6 @@ multithreaded process. Every worker dies with this process
 Linux sends that signal when the creating *thread* exits).
 """
 
-import json
 import os
 import pickle
 import select
@@ -56,12 +55,14 @@ _SERVER_BOOT = (
     "_shmpar._serve_kernels(*map(int, sys.argv[2:]))\n"
 )
 
+# A Python worker: this process's sys.path comes as the arguments after
+# the three numbers (argv can hold any path; no json to import).
 _WORKER_BOOT = (
-    "import json, os, signal, sys\n"
-    "sys.path[:] = json.loads(os.environ.pop('SHMPAR_SYS_PATH'))\n"
+    "import signal, sys\n"
     "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "sys.path[:] = sys.argv[4:]\n"
     "from shmpar._worker import main\n"
-    "main(*map(int, sys.argv[1:]))\n"
+    "main(*map(int, sys.argv[1:4]))\n"
 )
 
 
@@ -113,18 +114,13 @@ class Context:
         return f"Context(rank={self.rank}, workers={self.workers}, rows={self.rows!r})"
 
 
-def _spawn(boot, fds, args, flags=(), env=None):
+def _spawn(boot, fds, args, flags=()):
     """Starts ``sys.executable [flags] -c boot args`` with the pipe ends
-    ``fds`` and ``env`` (by default this process's environment and
-    sys.path)."""
-    if env is None:
-        env = dict(os.environ)
-        env["SHMPAR_SYS_PATH"] = json.dumps(sys.path)
+    ``fds``."""
     return subprocess.Popen(
         [sys.executable, *flags, "-c", boot, *map(str, args)],
         pass_fds=fds,
         stdin=subprocess.DEVNULL,
-        env=env,
     )
 
 
@@ -182,7 +178,7 @@ class _Worker:
         job_r, job_w = os.pipe()
         result_r, result_w = os.pipe()
         try:
-            self.proc = _spawn(_WORKER_BOOT, (job_r, result_w), (job_r, result_w, os.getpid()))
+            self.proc = _spawn(_WORKER_BOOT, (job_r, result_w), (job_r, result_w, os.getpid(), *sys.path))
         except BaseException:
             for fd in (job_r, job_w, result_r, result_w):
                 os.close(fd)
@@ -193,13 +189,10 @@ class _Worker:
         self.job_fd = job_w
         self.result_fd = result_r
         self.ready = False
-        from multiprocessing import spawn
 
-        # What multiprocessing's spawn start sends a child: sys.path, the
-        # working directory, the main module to import as __mp_main__.
-        preparation = spawn.get_preparation_data(f"shmpar-worker-{rank}")
-        if "authkey" in preparation:
-            preparation["authkey"] = bytes(preparation["authkey"])
+    def prepare(self, preparation):
+        """Sends what multiprocessing's spawn start sends a child: sys.path,
+        the working directory, the main module to import as __mp_main__."""
         try:
             _wire.send(self.job_fd, ("prepare", preparation))
         except BrokenPipeError:
@@ -264,7 +257,6 @@ class _PoolState:
                 (req_r, rep_w),
                 (here, req_r, rep_w, self.workers, os.getpid()),
                 ("-I", "-S"),
-                env=os.environ,
             )
         except BaseException:
             for fd in (req_r, req_w, rep_r, rep_w):
@@ -323,9 +315,19 @@ class _PoolState:
                 self.python[rank] = _Worker(rank)
                 started.append(self.python[rank])
         if started:
-            self.await_check_in(started)
+            # Every worker is on its way before this process spends time on
+            # the preparation (the first use imports multiprocessing.spawn).
+            from multiprocessing import spawn
+
+            for worker in started:
+                preparation = spawn.get_preparation_data(f"shmpar-worker-{worker.rank}")
+                if "authkey" in preparation:
+                    preparation["authkey"] = bytes(preparation["authkey"])
+                worker.prepare(preparation)
         if self.control is None:
             self.control = _shmpar._Control.create()
+        if started:
+            self.await_check_in(started)
 
     def await_check_in(self, started):
         deadline = time.monotonic() + START_SECONDS

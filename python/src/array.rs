@@ -10,7 +10,6 @@ use pyo3::types::PyTuple;
 use shmpar_core::{DType, Segment, SegmentOptions};
 
 use crate::errors::{self, Error};
-use crate::os;
 
 /// The NumPy name of an element type: `"float64"`.
 pub(crate) fn numpy_name(dtype: DType) -> &'static str {
@@ -344,25 +343,6 @@ impl SharedArray {
             self.name,
             numpy_name(self.dtype)
         )
-    }
-
-    /// Maps the pages of rows `start..end` (axis 0) into this process now,
-    /// so the first pass over them pays no page fault per 4 KiB page (on
-    /// some virtual machines several µs each: hundreds of milliseconds for
-    /// a large array). A worker calls it for its own rows, as the Rust
-    /// pool's workers do, with read faults, which map the neighbouring
-    /// pages too (see `os::populate_read`). Best effort: returns False
-    /// where the kernel refuses (before Linux 5.14).
-    fn _prefault_rows(&self, py: Python<'_>, start: usize, end: usize) -> bool {
-        let row_bytes = self.shape.iter().skip(1).product::<usize>() * self.dtype.size();
-        let rows = self.shape.first().copied().unwrap_or(1);
-        let start = start.min(rows);
-        let end = end.clamp(start, rows);
-        let (addr, len) = (self.data + start * row_bytes, (end - start) * row_bytes);
-        // SAFETY: rows `start..end` (clamped to the array) lie inside the
-        // data, which lies inside the mapping that `self` keeps alive for
-        // the duration of the call.
-        py.detach(|| unsafe { os::populate_read(addr, len) }.is_ok())
     }
 
     /// (device, inode) of the segment: two objects with the same identity

@@ -71,37 +71,3 @@ pub(crate) fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     }
     Ok(rc > 0)
 }
-
-/// Maps `len` bytes from `addr` into this process's page tables now, with
-/// read faults (`MADV_POPULATE_READ`). On a shared-memory mapping a read
-/// fault maps the pages around it too (fault-around) and maps them
-/// writable (tmpfs needs no write tracking), so this costs a fraction of
-/// `MADV_POPULATE_WRITE`, which faults page by page (measured: 46–80 ms
-/// against 170 ms for 400 MB), and a later write pass takes no fault.
-/// `addr` is rounded down to its page.
-///
-/// Returns an error where the kernel refuses (before Linux 5.14).
-///
-/// # Safety
-/// - `addr..addr + len` lies inside one live mapping of this process.
-///   Populating only fills page tables: it changes no memory contents, so
-///   it cannot race with other accesses to the bytes.
-pub(crate) unsafe fn populate_read(addr: usize, len: usize) -> io::Result<()> {
-    const MADV_POPULATE_READ: libc::c_int = 22;
-    // SAFETY: sysconf has no memory arguments.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let start = addr / page * page;
-    let end = addr.saturating_add(len);
-    if len == 0 || end <= start {
-        return Ok(());
-    }
-    // SAFETY: `[start, end)` is inside the caller's mapping (rounding
-    // `addr` down stays in its page, which the mapping covers since
-    // mappings are page granular), and populating changes no contents.
-    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_READ) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
