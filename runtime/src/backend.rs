@@ -12,8 +12,14 @@ use crate::error::{Error, Result};
 use crate::job::args::{self, ArgRef};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::job::{Args, Ctx, Kind, Meet, Schedule, Share, StepFn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use shmpar_core::chunk::chunk_range;
+
+use crate::error::{Cause, PoolHealth};
+use crate::job::{Aborted, Args, Ctx, Kind, LocalMeet, Meet, Schedule, Share, StepFn, panic_message};
 use crate::pool::{Pool, PoolBuilder};
+use crate::sys;
 use crate::transfer::Transfer;
 
 /// Where a kernel runs.
@@ -24,7 +30,7 @@ pub enum BackendKind {
     Processes,
     /// Threads of a rayon pool of the same size, over the same memory.
     Threads,
-    /// One thread, the chunks one after another.
+    /// One chunk at a time, taking turns at barriers.
     Serial,
 }
 
@@ -70,9 +76,12 @@ enum Engine {
 /// Every backend splits arrays into the same `workers` chunks
 /// ([`shmpar_core::chunk::chunk_range`]) and combines partial results in
 /// chunk order, so a reduction gives bit-identical results on all three.
-/// The serial backend runs the chunks one after another; since a chunk
-/// kernel only sees its own rows, that is indistinguishable from running
-/// them at once, and [`Ctx::barrier`] is a no-op there.
+/// The serial backend runs one chunk at a time: with several workers each
+/// rank gets a thread of its own, and the ranks take turns, handing over
+/// at [`Ctx::barrier`], so multi-phase kernels mean the same as on the
+/// others. Failures are the same typed errors on every backend: a
+/// panicking kernel is [`Error::WorkerFailed`] with [`Cause::Panicked`],
+/// never a panic in the caller.
 ///
 /// # Examples
 /// ```
@@ -301,9 +310,17 @@ impl Backend {
         Ok(out.into_iter().map(|(_, o)| o).collect())
     }
 
-    /// Runs `body` once per rank: on the rayon threads (which share a
-    /// barrier) or one after another; results in rank order. `align` is
-    /// the job's row-alignment unit (`job::row_align`).
+    /// Runs `body` once per rank: on the rayon threads, all at once, or
+    /// on the serial backend one rank at a time (each on a thread of its
+    /// own when there are several, handing over at barriers); results in
+    /// rank order. `align` is the job's row-alignment unit
+    /// (`job::row_align`).
+    ///
+    /// Failures come back as on the process backend: a panicking kernel
+    /// as [`Error::WorkerFailed`] with [`Cause::Panicked`] (the others
+    /// leave the barrier and the job reports the first failure), a worker
+    /// that finished while the others waited at a barrier as
+    /// [`Cause::Failed`] naming it.
     fn each_share<O: Send>(
         &self,
         rows: usize,
@@ -315,47 +332,124 @@ impl Backend {
         let n = self.workers;
         let plan = schedule.plan(rows, n, align);
         let next = AtomicUsize::new(0);
-        let claim = || next.fetch_add(1, Ordering::Relaxed);
-        let results: Vec<std::result::Result<O, String>> = match &self.engine {
-            Engine::Threads(threads) => {
-                let barrier = std::sync::Barrier::new(n);
-                let arrays = SyncArrays(arrays);
-                threads.broadcast(|b| {
-                    let arrays = &arrays;
-                    body(&Share {
-                        rank: b.index(),
-                        workers: n,
-                        rows,
-                        arrays: arrays.0,
-                        meet: Meet::Threads(&barrier),
-                        plan: &plan,
-                        claim: &claim,
-                    })
-                })
-            }
-            _ => (0..n)
-                .map(|rank| {
-                    body(&Share {
-                        rank,
-                        workers: n,
-                        rows,
-                        arrays,
-                        meet: Meet::Alone,
-                        plan: &plan,
-                        claim: &claim,
-                    })
-                })
-                .collect(),
+        // The chunk each rank runs now, for the rows of a failure.
+        let current: Vec<AtomicUsize> = (0..n).map(AtomicUsize::new).collect();
+        let serial = matches!(self.engine, Engine::Serial);
+        let meet = LocalMeet::new(n, serial);
+        let arrays = SyncArrays(arrays);
+        let one = |rank: usize| -> Ran<O> {
+            let claim = || {
+                let chunk = next.fetch_add(1, Ordering::Relaxed);
+                current[rank].store(chunk, Ordering::Relaxed);
+                chunk
+            };
+            meet.start();
+            let share = Share {
+                rank,
+                workers: n,
+                rows,
+                arrays: arrays.get(),
+                meet: Meet::Local(&meet),
+                plan: &plan,
+                claim: &claim,
+            };
+            let ran = match catch_unwind(AssertUnwindSafe(|| body(&share))) {
+                Ok(Ok(value)) => Ran::Done(value),
+                Ok(Err(reason)) => Ran::Refused(reason),
+                Err(payload) if payload.is::<Aborted>() => Ran::Aborted,
+                Err(payload) => Ran::Panicked(panic_message(&*payload)),
+            };
+            meet.finish(rank, !matches!(ran, Ran::Done(_)));
+            ran
         };
-        results
-            .into_iter()
-            .collect::<std::result::Result<Vec<O>, String>>()
-            .map_err(|reason| Error::Mismatch { reason })
+        let ran: Vec<Ran<O>> = match &self.engine {
+            Engine::Threads(threads) => threads.broadcast(|b| one(b.index())),
+            _ if n == 1 => vec![one(0)],
+            _ => {
+                // One thread per rank, taking turns; the process has its
+                // own thread count back (a later fork checks it) before this
+                // returns.
+                let before = sys::thread_count();
+                let ran = std::thread::scope(|scope| {
+                    let handles: Vec<_> = (0..n).map(|rank| scope.spawn(move || one(rank))).collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Ran::Panicked("the rank's thread panicked".into()))
+                        })
+                        .collect()
+                });
+                sys::await_thread_count(before);
+                ran
+            }
+        };
+        let failed_rows = |rank: usize| {
+            let chunk = current[rank].load(Ordering::Relaxed);
+            plan.chunks
+                .get(chunk)
+                .cloned()
+                .unwrap_or_else(|| chunk_range(rows, n, rank))
+        };
+        let mut out = Vec::with_capacity(n);
+        let mut first: Option<(usize, Cause)> = None;
+        for (rank, ran) in ran.into_iter().enumerate() {
+            match ran {
+                Ran::Done(value) => out.push(value),
+                Ran::Refused(reason) => return Err(Error::Mismatch { reason }),
+                Ran::Panicked(message) => {
+                    first.get_or_insert((rank, Cause::Panicked(message)));
+                }
+                Ran::Aborted => {}
+            }
+        }
+        if first.is_none() {
+            if let Some(rank) = meet.finished_early() {
+                first = Some((
+                    rank,
+                    Cause::Failed(format!(
+                        "this worker finished the job while the other {} waited at the barrier for it; \
+                         every worker must call Ctx::barrier the same number of times",
+                        n - 1
+                    )),
+                ));
+            }
+        }
+        match first {
+            Some((rank, cause)) => Err(Error::WorkerFailed {
+                rank,
+                rows: failed_rows(rank),
+                cause,
+                health: PoolHealth::Healthy,
+            }),
+            None if out.len() == n => Ok(out),
+            None => Err(Error::Mismatch {
+                reason: "a worker left the job without a result".into(),
+            }),
+        }
     }
 }
 
-/// The job's arrays, shared with the rayon threads for one job.
+/// How one rank's share of a local job ended.
+enum Ran<O> {
+    /// The kernel returned.
+    Done(O),
+    /// The arguments could not be made into views (a mismatch).
+    Refused(String),
+    /// The kernel panicked: the message.
+    Panicked(String),
+    /// The rank left the barrier because another failed.
+    Aborted,
+}
+
+/// The job's arrays, shared with the threads of one job.
 struct SyncArrays<'a>(&'a [&'a dyn Any]);
+
+impl<'a> SyncArrays<'a> {
+    fn get(&self) -> &'a [&'a dyn Any] {
+        self.0
+    }
+}
 
 // SAFETY: the arrays are `SharedArray`s (which are `Sync`: a mapping and
 // plain data), shared read-only as `&dyn Any`; the threads make views of

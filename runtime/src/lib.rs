@@ -61,7 +61,8 @@ pub use backend::{Backend, BackendKind};
 pub use error::{Cause, Error, PoolHealth, Result};
 pub use job::{Ctx, Schedule, WholeView, locked, whole};
 pub use pool::{
-    Canceller, DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_POOL_WORKERS, Pool, PoolBuilder, Start, init,
+    Canceller, DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_POOL_WORKERS, MIN_PARTIAL_BYTES, Pool,
+    PoolBuilder, Start, init,
 };
 pub use shmpar_core::{
     self as core, DType, Element, HugePages, Location, Scope, Segment, SegmentOptions, SharedArray,

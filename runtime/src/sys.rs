@@ -116,6 +116,17 @@ pub(crate) fn thread_count() -> Option<usize> {
     shmpar_core::os::thread_count()
 }
 
+/// Waits (at most 100 ms) until this process runs no more threads than
+/// `before`: threads that were joined may still be counted for a moment
+/// after `join` returns, and a fork check right after must not see them.
+pub(crate) fn await_thread_count(before: Option<usize>) {
+    let Some(before) = before else { return };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    while thread_count().is_some_and(|n| n > before) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+}
+
 /// (device, inode) of the executable this process runs.
 pub(crate) fn exe_identity() -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;

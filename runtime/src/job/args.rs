@@ -420,6 +420,10 @@ tuple_args!(A B C E);
 tuple_args!(A B C E F);
 tuple_args!(A B C E F G);
 
+/// The most arrays one job takes, nested tuples counted out, on every
+/// backend (a pool's control segment describes at most this many).
+pub(crate) const MAX_ARRAYS: usize = 6;
+
 /// The row count every split argument shares, after checking the
 /// arguments: at least one split argument, equal row counts, no 0-dimensional
 /// split argument, and no segment twice.
@@ -429,6 +433,12 @@ pub(crate) fn check(args: &[ArgRef<'_>], schedule: Schedule) -> crate::Result<us
         return Err(crate::Error::InvalidSchedule {
             reason: "Schedule::Dynamic needs chunks of at least one row".into(),
         });
+    }
+    if args.len() > MAX_ARRAYS {
+        return Err(mismatch(format!(
+            "a job takes at most {MAX_ARRAYS} arrays, and this one has {}",
+            args.len()
+        )));
     }
     let mut rows = None;
     for (i, arg) in args.iter().enumerate() {

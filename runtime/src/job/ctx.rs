@@ -6,15 +6,24 @@ use std::ops::Range;
 /// poisoned by another worker's failure; the worker reports "aborted".
 pub(crate) struct Aborted;
 
+/// The message of a kernel's panic, from its payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
 /// How the workers of one job meet between phases.
 #[derive(Clone, Copy)]
 pub(crate) enum Meet<'a> {
     /// Worker processes: the barrier in the control segment.
     Processes(&'a shmpar_core::Barrier<'a>),
-    /// Threads: a barrier shared by the job's threads.
-    Threads(&'a std::sync::Barrier),
-    /// A single worker, or chunks run one after another: nothing to wait for.
-    Alone,
+    /// The ranks of a job on the threads or serial backend.
+    Local(&'a super::local::LocalMeet),
     /// The ranks of an MPI job: a barrier across every rank.
     #[cfg(feature = "mpi")]
     Mpi(&'a crate::mpi::Rendezvous),
@@ -108,11 +117,7 @@ impl<'a> Ctx<'a> {
         );
         let poisoned = match self.meet {
             Meet::Processes(barrier) => barrier.wait().is_err(),
-            Meet::Threads(barrier) => {
-                barrier.wait();
-                false
-            }
-            Meet::Alone => false,
+            Meet::Local(meet) => meet.barrier(),
             #[cfg(feature = "mpi")]
             Meet::Mpi(rendezvous) => {
                 rendezvous.wait();

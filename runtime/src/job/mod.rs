@@ -8,6 +8,7 @@
 
 pub mod args;
 mod ctx;
+mod local;
 mod locked;
 mod schedule;
 
@@ -20,7 +21,8 @@ use shmpar_core::{Element, SharedArray};
 
 pub use args::{Args, Kind, RowsMutOf, RowsOf, ViewsKind, Whole, WholeOf, WholeView, whole};
 pub use ctx::Ctx;
-pub(crate) use ctx::{Aborted, Meet};
+pub(crate) use ctx::{Aborted, Meet, panic_message};
+pub(crate) use local::LocalMeet;
 pub use locked::{Locked, LockedGuard, LockedOf, LockedView, locked};
 pub(crate) use schedule::{Plan, row_align};
 pub use schedule::{Schedule, Scheduled};

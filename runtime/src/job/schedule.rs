@@ -77,6 +77,9 @@ impl Schedule {
     pub(crate) fn plan(self, rows: usize, workers: usize, align: usize) -> Plan {
         let chunks = match self {
             Schedule::Static => static_chunks(rows, workers, align),
+            // No rows: one empty chunk a worker, as under `Static`, so a
+            // reduction over nothing gives the same result on any schedule.
+            _ if rows == 0 => vec![0..0; workers.max(1)],
             Schedule::Dynamic { rows: size } => {
                 let size = size.max(1);
                 (0..rows.div_ceil(size))
@@ -240,7 +243,7 @@ mod tests {
                     Schedule::Guided,
                 ] {
                     let plan = s.plan(rows, workers, 1);
-                    if s == Schedule::Static {
+                    if s == Schedule::Static || rows == 0 {
                         assert_eq!(plan.chunks.len(), workers);
                     }
                     assert!(covers(&plan, rows), "{s:?} {rows} {workers}: {:?}", plan.chunks);

@@ -2,7 +2,7 @@
 //! parameters and partial results.
 
 use crate::error::Result;
-use crate::pool::control::{DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES};
+use crate::pool::control::{DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MIN_PARTIAL_BYTES};
 use crate::pool::{Pool, Start};
 
 /// Builds a [`Pool`].
@@ -50,21 +50,23 @@ impl PoolBuilder {
     /// [`DEFAULT_PARTIAL_BYTES`]). Under a dynamic or guided schedule a
     /// worker returns one partial per chunk it ran, each with 8 bytes of
     /// framing. Results that do not fit travel through a temporary segment
-    /// the worker creates (and removes with the next job), so this is a
-    /// performance setting, not a limit:
+    /// the worker creates (and the coordinator removes once it has read
+    /// them), so this is a performance setting, not a limit. Values below
+    /// [`MIN_PARTIAL_BYTES`] are raised to it: a slot must hold a spill
+    /// segment's name or a failure message.
     ///
     /// ```
     /// # fn main() -> Result<(), shmpar::Error> {
     /// use shmpar::{Pool, Schedule, SharedArray};
-    /// let pool = Pool::builder().workers(2).partial_bytes(256).build()?;
+    /// let pool = Pool::builder().workers(2).partial_bytes(512).build()?;
     /// let a = SharedArray::from_array(&ndarray::Array1::from_elem(10_000, 1.0f64))?;
-    /// // 10,000 one-row chunks: 16 bytes of partial each, far more than 256.
+    /// // 10,000 one-row chunks: 16 bytes of partial each, far more than 512.
     /// let sum = pool.map_reduce(Schedule::Dynamic { rows: 1 }.on(&a), |c| c.sum(), |x, y| x + y)?;
     /// assert_eq!(sum, 10_000.0);
     /// # Ok(()) }
     /// ```
     pub fn partial_bytes(mut self, bytes: usize) -> Self {
-        self.partial_bytes = bytes;
+        self.partial_bytes = bytes.max(MIN_PARTIAL_BYTES);
         self
     }
 

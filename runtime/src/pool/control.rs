@@ -21,7 +21,7 @@ pub(crate) use shmpar_core::sync::Event;
 /// Most workers a pool may have.
 pub const MAX_WORKERS: usize = 1024;
 /// Most arrays one job may take (the largest tuple of arguments).
-pub(crate) const MAX_ARRAYS: usize = 6;
+pub(crate) const MAX_ARRAYS: usize = crate::job::args::MAX_ARRAYS;
 /// Longest array name or path a job can carry.
 pub(crate) const NAME_MAX: usize = 1024;
 /// Longest registered kernel name.
@@ -34,6 +34,9 @@ pub(crate) const EVICT_MAX: usize = 256;
 pub const DEFAULT_PARAM_BYTES: usize = 64 * 1024;
 /// Default room for a worker's encoded partial results.
 pub const DEFAULT_PARTIAL_BYTES: usize = 64 * 1024;
+/// The smallest slot [`PoolBuilder::partial_bytes`](crate::PoolBuilder::partial_bytes)
+/// gives: room for the name of a spill segment and a failure message.
+pub const MIN_PARTIAL_BYTES: usize = 512;
 
 const ALIGN: usize = 64;
 
@@ -404,9 +407,15 @@ impl Slot {
         match self {
             Slot::Inline(bytes) => Ok(bytes),
             Slot::Spilled(name) => {
-                let array = shmpar_core::SharedArray::<u8, ndarray::Ix1>::attach(&name)
+                let mut array = shmpar_core::SharedArray::<u8, ndarray::Ix1>::attach(&name)
                     .map_err(|e| format!("cannot read the results the worker spilled to {name}: {e}"))?;
-                Ok(array.view().to_vec())
+                let bytes = array.view().to_vec();
+                // Read once: the name can go now, whatever becomes of the
+                // worker (a worker that exits, is killed or runs no further
+                // job would otherwise leave it behind). The worker's own
+                // handle keeps its mapping until its next job.
+                let _ = array.segment_mut().unlink();
+                Ok(bytes)
             }
         }
     }

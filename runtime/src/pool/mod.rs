@@ -31,7 +31,9 @@ use post::{Job, Via};
 use supervise::Inner;
 
 use builder::MAX_AREA;
-pub use control::{DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_WORKERS as MAX_POOL_WORKERS};
+pub use control::{
+    DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_WORKERS as MAX_POOL_WORKERS, MIN_PARTIAL_BYTES,
+};
 
 pub use builder::PoolBuilder;
 pub use launch::{Start, init};

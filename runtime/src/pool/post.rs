@@ -11,7 +11,7 @@ use crate::dispatch::{self, Input, Output, Shape, status};
 use crate::error::{Error, Result};
 use crate::job::Schedule;
 use crate::job::args::{self, Args};
-use crate::pool::control::{self, ArrayRef, ControlView, EVICT_MAX, Identity, KEY_MAX, SIG_MAX, how};
+use crate::pool::control::{ArrayRef, ControlView, EVICT_MAX, Identity, KEY_MAX, SIG_MAX, how};
 use crate::pool::launch::{self, Start, check_fork};
 use crate::pool::supervise::Inner;
 use crate::transfer::Transfer;
@@ -66,11 +66,6 @@ impl Inner {
         args.describe(&mut described);
         let schedule = args.schedule();
         let rows = args::check(&described, schedule)?;
-        if described.len() > control::MAX_ARRAYS {
-            return Err(Error::Mismatch {
-                reason: format!("a job takes at most {} arrays", control::MAX_ARRAYS),
-            });
-        }
         let segments: Vec<(&Segment, bool)> = described.iter().map(|a| (a.segment, a.split)).collect();
         let transient = matches!(job.via, Via::Inherited(_));
         if transient {

@@ -13,6 +13,7 @@ use shmpar_core::{Barrier, Segment, SharedArray};
 
 use crate::dispatch::{self, Failure, Input, Output, Runner, status};
 use crate::job::args::Opener;
+use crate::job::panic_message;
 use crate::job::{Aborted, Meet, Schedule};
 use crate::pool::control::{ControlView, Identity, JobDesc, SPIN, how};
 use crate::sys;
@@ -247,16 +248,6 @@ fn report(env: &WorkerEnv, run: impl FnOnce() -> Output) {
     // Release: the coordinator acquires the status before it reads the slot.
     control.workers[env.rank].status.store(code, Ordering::Release);
     control.done.post();
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
-    }
 }
 
 /// A persistent worker's life: wait for a post, run it, report; exit on
