@@ -46,3 +46,42 @@ __all__ = [
 _atexit.register(_shmpar._cleanup_now)
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_shmpar._forget_owned)
+
+
+def _keep_off_the_resource_tracker():
+    """multiprocessing.shared_memory registers every segment it opens with
+    the resource tracker, which unlinks those still registered when the
+    process (or, for multiprocessing's children, the program) ends, and
+    warns of "leaked shared_memory objects" (CPython gh-82300). The seed
+    article's child code, ``SharedMemory(name=NAME)``, would so remove a
+    shmpar array that its creator still uses. In this process and the
+    children it forks or spawns (which import the main module, and so this
+    package), the tracker is not told of shmpar segments: only their
+    creator removes them. Other segments are tracked as before."""
+    try:
+        from multiprocessing import resource_tracker
+    except ImportError:
+        return
+    register, unregister = resource_tracker.register, resource_tracker.unregister
+    if getattr(register, "_shmpar", False):
+        return
+    skipped = set()
+
+    def register_but_shmpar(name, rtype):
+        if rtype == "shared_memory" and _shmpar._is_shmpar_segment(name):
+            skipped.add(name)
+            return None
+        return register(name, rtype)
+
+    def unregister_but_shmpar(name, rtype):
+        if rtype == "shared_memory" and name in skipped:
+            skipped.discard(name)
+            return None
+        return unregister(name, rtype)
+
+    register_but_shmpar._shmpar = True
+    resource_tracker.register = register_but_shmpar
+    resource_tracker.unregister = unregister_but_shmpar
+
+
+_keep_off_the_resource_tracker()

@@ -114,14 +114,64 @@ class Context:
         return f"Context(rank={self.rank}, workers={self.workers}, rows={self.rows!r})"
 
 
-def _spawn(boot, fds, args, flags=()):
-    """Starts ``sys.executable [flags] -c boot args`` with the pipe ends
-    ``fds``."""
+def _popen(boot, fds, args, flags):
     return subprocess.Popen(
         [sys.executable, *flags, "-c", boot, *map(str, args)],
         pass_fds=fds,
         stdin=subprocess.DEVNULL,
     )
+
+
+class _Spawner:
+    """A thread that lives as long as the process and starts the pools'
+    processes for the other threads.
+
+    Every worker asks Linux to kill it when its parent dies
+    (``PR_SET_PDEATHSIG``), and Linux counts the parent as dead when the
+    *thread* that started the worker exits. The main thread lives as long
+    as the process, so it starts its processes itself; any other thread
+    hands the start to this one, so a pool keeps its workers whichever
+    thread used it first and whenever that thread ends."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = None
+
+    def start(self, boot, fds, args, flags):
+        if threading.current_thread() is threading.main_thread():
+            return _popen(boot, fds, args, flags)
+        import queue
+
+        with self.lock:
+            if self.requests is None:
+                self.requests = queue.SimpleQueue()
+                threading.Thread(target=self._serve, name="shmpar-spawner", daemon=True).start()
+        done = threading.Event()
+        outcome = []
+        self.requests.put((boot, fds, args, flags, done, outcome))
+        done.wait()
+        kind, value = outcome[0]
+        if kind == "error":
+            raise value
+        return value
+
+    def _serve(self):
+        while True:
+            boot, fds, args, flags, done, outcome = self.requests.get()
+            try:
+                outcome.append(("ok", _popen(boot, fds, args, flags)))
+            except BaseException as exc:
+                outcome.append(("error", exc))
+            done.set()
+
+
+_SPAWNER = _Spawner()
+
+
+def _spawn(boot, fds, args, flags=()):
+    """Starts ``sys.executable [flags] -c boot args`` with the pipe ends
+    ``fds``, from a thread that lives as long as the process."""
+    return _SPAWNER.start(boot, fds, args, flags)
 
 
 def _how_it_ended(returncode):
@@ -324,10 +374,18 @@ class _PoolState:
                 if "authkey" in preparation:
                     preparation["authkey"] = bytes(preparation["authkey"])
                 worker.prepare(preparation)
-        if self.control is None:
-            self.control = _shmpar._Control.create()
-        if started:
-            self.await_check_in(started)
+        try:
+            if self.control is None:
+                self.control = _shmpar._Control.create()
+            if started:
+                self.await_check_in(started)
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: a worker whose check-in was
+            # not read would take it for its first job's result. Stop every
+            # worker started here; the next job starts new ones.
+            for worker in started:
+                worker.kill()
+            raise
 
     def await_check_in(self, started):
         deadline = time.monotonic() + START_SECONDS
@@ -472,6 +530,23 @@ class _PoolState:
 
     # ---- both ----
 
+    def forget_in_child(self):
+        """In a forked child: closes this copy of the pool's pipes (the
+        child cannot use the pool: ``check`` refuses a forked copy)."""
+        for worker in self.python:
+            if worker is None:
+                continue
+            for name in ("job_fd", "result_fd"):
+                fd = getattr(worker, name)
+                if fd is not None:
+                    setattr(worker, name, None)
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+        if self.client is not None:
+            self.client._close_in_child()
+
     def check(self):
         if self.closed:
             raise Error("the pool is closed")
@@ -504,10 +579,33 @@ def _remote_exception(rank, message):
             exc = pickle.loads(payload)
         except Exception:
             exc = None
-    if isinstance(exc, BaseException):
+    if isinstance(exc, Exception):
         exc.__cause__ = _RemoteTraceback(tb)
         return exc
+    if exc is not None or summary.split(":")[0] in ("SystemExit", "KeyboardInterrupt", "GeneratorExit"):
+        # SystemExit, KeyboardInterrupt, ...: raised here they would end or
+        # interrupt this program, which did neither.
+        return WorkerFailed(
+            f"worker {rank}'s function raised {summary} (a worker cannot end the program that "
+            f"runs the pool); the worker goes on serving\n\nThe traceback in the worker:\n\n{tb}"
+        )
     return Error(f"worker {rank} raised {summary}\n\nThe traceback in the worker:\n\n{tb}")
+
+
+# Every open pool of this process, so that a child forked from it (by
+# os.fork or multiprocessing) can close its copies of their pipes: the
+# workers and the kernel server see end of file when this process closes
+# its own, however long the child lives.
+_POOLS = weakref.WeakSet()
+
+
+def _forget_pools_in_child():
+    for state in list(_POOLS):
+        state.forget_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 class Pool:
@@ -542,7 +640,11 @@ class Pool:
             raise TypeError(f"workers must be an int, not {type(workers).__name__}")
         if not 1 <= workers <= MAX_WORKERS:
             raise Error(f"a pool has 1 to {MAX_WORKERS} workers, not {workers}")
+        message = _shmpar._bootstrapping()
+        if message is not None:
+            raise Error(message)
         self._state = _PoolState(workers)
+        _POOLS.add(self._state)
         self._finalizer = weakref.finalize(self, self._state.close)
 
     @property

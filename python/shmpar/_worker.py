@@ -115,7 +115,13 @@ def main(job_fd, result_fd, parent):
     if message is None:
         return
     try:
-        _prepare(message[1])
+        # Importing the main module runs its top level: without a
+        # `__main__` guard that would create arrays and pools here.
+        _shmpar._set_bootstrapping(True)
+        try:
+            _prepare(message[1])
+        finally:
+            _shmpar._set_bootstrapping(False)
     except BaseException:
         _wire.send(result_fd, ("failed", traceback.format_exc()))
         return

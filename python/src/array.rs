@@ -2,14 +2,26 @@
 //! segment, seen from Python as a writable NumPy view with no copy.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{ArrayView, IxDyn};
 use numpy::{PyArray, PyArrayDescr, PyArrayDescrMethods};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 use shmpar_core::{DType, Segment, SegmentOptions};
 
 use crate::errors::{self, Error};
+
+/// Set in a pool's Python worker while it imports the main module of the
+/// program it serves (as `__mp_main__`): code that runs then, outside an
+/// `if __name__ == "__main__":` guard, must not create arrays (they would
+/// be orphans of a worker that is stopped at once).
+pub(crate) static BOOTSTRAPPING: AtomicBool = AtomicBool::new(false);
+
+/// What creating an array (or a pool) while bootstrapping says.
+pub(crate) const BOOTSTRAP_MESSAGE: &str = "a shmpar.Pool worker is importing the main module of the program, and that \
+     module creates arrays or pools at the top level: put the program's main code under \
+     `if __name__ == \"__main__\":` (as multiprocessing's spawn start method also requires)";
 
 /// The NumPy name of an element type: `"float64"`.
 pub(crate) fn numpy_name(dtype: DType) -> &'static str {
@@ -104,9 +116,38 @@ pub(crate) fn dtype_of(py: Python<'_>, dtype: Option<&Bound<'_, PyAny>>) -> PyRe
 
 /// A shape from an int or a sequence of ints.
 fn shape_of(shape: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
-    let axes: Vec<i64> = match shape.extract::<i64>() {
-        Ok(n) => vec![n],
-        Err(_) => shape.extract()?,
+    let describe = || shape.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
+    let wrong = || {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "a shape is an int or a sequence of ints (the axis lengths), not {} {}",
+            shape.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
+            describe()
+        ))
+    };
+    if shape.is_instance_of::<PyString>() || shape.is_instance_of::<PyBytes>() {
+        return Err(wrong());
+    }
+    let axis = |item: &Bound<'_, PyAny>| -> PyResult<i64> {
+        match item.extract::<i64>() {
+            Ok(n) => Ok(n),
+            Err(_) if item.is_instance_of::<PyInt>() => Err(Error::new_err(format!(
+                "invalid shape {}: an axis length of {item} is far too large",
+                describe()
+            ))),
+            Err(_) => Err(wrong()),
+        }
+    };
+    let axes: Vec<i64> = if shape.is_instance_of::<PyInt>() || shape.extract::<i64>().is_ok() {
+        vec![axis(shape)?]
+    } else {
+        let Ok(items) = shape.try_iter() else {
+            return Err(wrong());
+        };
+        let mut axes = Vec::new();
+        for item in items {
+            axes.push(axis(&item?)?);
+        }
+        axes
     };
     axes.iter()
         .map(|&n| {
@@ -167,6 +208,9 @@ impl SharedArray {
         shape: &Bound<'_, PyAny>,
         dtype: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SharedArray> {
+        if BOOTSTRAPPING.load(Ordering::Relaxed) {
+            return Err(Error::new_err(BOOTSTRAP_MESSAGE));
+        }
         let shape = shape_of(shape)?;
         let dtype = dtype_of(py, dtype)?;
         // A process stopped by SIGTERM or SIGHUP removes what it created
@@ -223,11 +267,40 @@ impl SharedArray {
     /// Rust, or by the `shmpar` command), reading its dtype and shape from
     /// its header.
     ///
+    /// With `dtype` and/or `shape`, also checks that the array has them.
+    ///
     /// Raises `shmpar.Error` if there is no such segment, if it is not a
-    /// shmpar array, or if this process already holds it.
+    /// shmpar array, if it does not have the expected dtype or shape, or if
+    /// this process already holds it.
     #[staticmethod]
-    fn attach(py: Python<'_>, name: &str) -> PyResult<SharedArray> {
+    #[pyo3(signature = (name, dtype = None, shape = None))]
+    fn attach(
+        py: Python<'_>,
+        name: &str,
+        dtype: Option<&Bound<'_, PyAny>>,
+        shape: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<SharedArray> {
+        let expected_dtype = dtype.map(|d| dtype_of(py, Some(d))).transpose()?;
+        let expected_shape = shape.map(shape_of).transpose()?;
         let segment = py.detach(|| Segment::open(name)).map_err(errors::core)?;
+        if let Some(want) = expected_dtype {
+            if segment.dtype() != want {
+                return Err(Error::new_err(format!(
+                    "{name} holds {} elements, not the expected {}",
+                    numpy_name(segment.dtype()),
+                    numpy_name(want)
+                )));
+            }
+        }
+        if let Some(want) = expected_shape {
+            if segment.shape() != want.as_slice() {
+                return Err(Error::new_err(format!(
+                    "{name} has shape {:?}, not the expected {:?}",
+                    segment.shape(),
+                    want
+                )));
+            }
+        }
         Ok(SharedArray::from_segment(segment))
     }
 

@@ -279,7 +279,10 @@ fn serve(input: &mut File, output: &mut File, workers: usize) -> io::Result<()> 
             return write_message(output, &reply);
         }
     };
-    write_message(output, &Reply::Ready)?;
+    if write_message(output, &Reply::Ready).is_err() {
+        // The client stopped waiting before the pool ran.
+        return Ok(());
+    }
     while let Some(request) = read_message::<Request>(input)? {
         if write_message(output, &answer(&pool, request)).is_err() {
             // The client stopped waiting (Ctrl-C) and closed its end.
@@ -304,14 +307,21 @@ pub(crate) fn _serve_kernels(
     workers: usize,
     parent: i32,
 ) -> PyResult<()> {
-    os::die_with_parent(parent);
+    // SIGTERM, not SIGKILL: shmpar's handler (installed when the pool
+    // creates its control segment) removes that segment, then the server
+    // dies of the signal and its workers with it.
+    os::die_with_parent(parent, libc::SIGTERM);
     os::ignore_interrupts();
     let mut input =
         os::adopt_fd(fd_in).map_err(|e| Error::new_err(format!("kernel server: request pipe: {e}")))?;
     let mut output =
         os::adopt_fd(fd_out).map_err(|e| Error::new_err(format!("kernel server: reply pipe: {e}")))?;
-    py.detach(|| serve(&mut input, &mut output, workers))
-        .map_err(|e| Error::new_err(format!("kernel server: {e}")))
+    match py.detach(|| serve(&mut input, &mut output, workers)) {
+        // The client went away (closed its pipes, was interrupted, died):
+        // nothing to report to anyone.
+        Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof) => Ok(()),
+        other => other.map_err(|e| Error::new_err(format!("kernel server: {e}"))),
+    }
 }
 
 // ---- the client ----
@@ -532,6 +542,16 @@ impl KernelClient {
     /// Closes the pipes: the server stops its pool and exits.
     fn close(&self) {
         *self.pipes.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// In a child forked from the client's process: closes this copy of
+    /// the pipes, so the server still sees end of file when the parent
+    /// closes its own. Gives up if the lock was held at the fork (by a
+    /// thread that does not exist in the child).
+    fn _close_in_child(&self) {
+        if let Ok(mut pipes) = self.pipes.try_lock() {
+            *pipes = None;
+        }
     }
 }
 

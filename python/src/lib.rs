@@ -40,7 +40,7 @@ fn chunk_range(rows: usize, parts: usize, index: usize) -> PyResult<(usize, usiz
 /// already has: for a worker process, first thing.
 #[pyfunction]
 fn _die_with_parent(parent: i32) {
-    os::die_with_parent(parent);
+    os::die_with_parent(parent, libc::SIGKILL);
 }
 
 /// Unlinks every shared-memory segment this process created and still
@@ -56,6 +56,35 @@ fn _cleanup_now() {
 #[pyfunction]
 fn _forget_owned() {
     shmpar_core::cleanup::forget_registered();
+}
+
+/// Marks this process (a pool's Python worker) as importing the main
+/// module of the program it serves, or done with it: meanwhile creating an
+/// array or a pool is an error that names the missing `__main__` guard.
+#[pyfunction]
+fn _set_bootstrapping(on: bool) {
+    array::BOOTSTRAPPING.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this process is a pool's Python worker importing the main
+/// module (see `_set_bootstrapping`); the message to raise if so.
+#[pyfunction]
+fn _bootstrapping() -> Option<&'static str> {
+    array::BOOTSTRAPPING
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .then_some(array::BOOTSTRAP_MESSAGE)
+}
+
+/// Whether `name` (as `multiprocessing.shared_memory` spells it, with or
+/// without its leading `/`) names a shmpar segment now: a regular file in
+/// `/dev/shm` whose last page holds a shmpar header. Reads it with
+/// `pread`, never maps it, never waits.
+#[pyfunction]
+fn _is_shmpar_segment(name: &str) -> bool {
+    let name = name.strip_prefix('/').unwrap_or(name);
+    shmpar_core::Location::shm(name)
+        .ok()
+        .is_some_and(|location| shmpar_core::segment::peek_creator(&location).is_some())
 }
 
 /// The module `shmpar._shmpar`.
@@ -77,6 +106,9 @@ fn _shmpar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_die_with_parent, m)?)?;
     m.add_function(wrap_pyfunction!(_cleanup_now, m)?)?;
     m.add_function(wrap_pyfunction!(_forget_owned, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_bootstrapping, m)?)?;
+    m.add_function(wrap_pyfunction!(_bootstrapping, m)?)?;
+    m.add_function(wrap_pyfunction!(_is_shmpar_segment, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

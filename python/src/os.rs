@@ -6,17 +6,17 @@ use std::io;
 use std::os::fd::{FromRawFd, RawFd};
 use std::time::Duration;
 
-/// Asks for SIGKILL when the parent dies, and exits at once if the parent
+/// Asks for `signal` when the parent dies, and exits at once if the parent
 /// is not `parent` any more (it died before the request took effect).
 ///
 /// Linux sends the signal when the *thread* that started this process
-/// exits, so a pool is used from the thread that created it (as the Rust
-/// pool is).
-pub(crate) fn die_with_parent(parent: i32) {
+/// exits; the package starts its processes from a thread that lives as
+/// long as the process (see `shmpar/_pool.py`).
+pub(crate) fn die_with_parent(parent: i32, signal: libc::c_int) {
     // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid take no memory
     // arguments; _exit is always sound.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0);
         if libc::getppid() != parent {
             libc::_exit(70);
         }

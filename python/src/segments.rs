@@ -88,6 +88,9 @@ pub(crate) fn _remove_orphans_of(py: Python<'_>, pid: i32) -> usize {
 #[pyclass(frozen, module = "shmpar", name = "Scope")]
 pub(crate) struct Scope {
     owned: Mutex<Vec<(Location, (u64, u64))>>,
+    /// The process that made the scope: a forked copy of it (a child that
+    /// leaves the `with` block too) removes nothing of its parent's.
+    owner: i32,
 }
 
 impl Scope {
@@ -103,6 +106,7 @@ impl Scope {
     fn new() -> Scope {
         Scope {
             owned: Mutex::new(Vec::new()),
+            owner: std::process::id() as i32,
         }
     }
 
@@ -126,8 +130,12 @@ impl Scope {
     }
 
     /// Removes every segment the scope owns now (only the objects it
-    /// created: a namesake made since is left alone). Idempotent.
+    /// created: a namesake made since is left alone). Idempotent; in a
+    /// forked copy of the process that made the scope, does nothing.
     fn close(&self) {
+        if std::process::id() as i32 != self.owner {
+            return;
+        }
         let owned = std::mem::take(&mut *self.owned());
         for (location, identity) in owned {
             let _ = segment::unlink_if(&location, identity);

@@ -2,6 +2,7 @@
 code on a shmpar array, views that outlive their array, errors."""
 
 import gc
+import subprocess
 import os
 import sys
 from multiprocessing import shared_memory
@@ -58,9 +59,12 @@ def test_another_process_attaches_by_name_and_writes_in_place():
 
 
 # The seed article's child code, verbatim, with the shape and name of a
-# shmpar array; the one line after it takes the segment off the resource
-# tracker's list, which would otherwise unlink it when the child exits
-# (CPython gh-82300; what shmpar's own attach never needs).
+# shmpar array, run as a program of its own that never imports shmpar. The
+# one line after it takes the segment off the resource tracker's list:
+# in a process that never imported shmpar, the tracker would unlink the
+# segment when the process exits (CPython gh-82300; `track=False` from
+# 3.13). Children of a program that imports shmpar need no such line (the
+# next test).
 SEED_CHILD = """
 import sys
 from multiprocessing import shared_memory
@@ -86,40 +90,61 @@ def test_the_seed_articles_child_code_reads_a_shmpar_array_exactly():
     assert mean == float(data.mean())
     assert element == data[123_456]
     assert "leaked" not in out.stderr
+    assert os.path.exists("/dev/shm/" + a.name)
 
 
-def seed_worker(shm_name, shape, dtype, start, end):
-    # The seed article's worker, verbatim (plus the tracker line, as above).
+# The seed article's program with its array made by shmpar: its worker is
+# the article's, verbatim (no resource-tracker line), started by
+# multiprocessing with fork and with spawn.
+SEED_PROGRAM = """
+import os, sys
+from multiprocessing import shared_memory
+import multiprocessing as mp
+import numpy as np
+import shmpar
+
+
+def worker(shm_name, shape, dtype, start, end):
     shm = shared_memory.SharedMemory(name=shm_name)
     arr = np.ndarray(shape, dtype=dtype, buffer=shm.buf)
 
     # Process a slice in-place
     arr[start:end] = np.sqrt(np.abs(arr[start:end]))
 
-    from multiprocessing import resource_tracker
-
-    resource_tracker.unregister(shm._name, "shared_memory")
-    del arr
     shm.close()
 
 
-def test_the_seed_articles_worker_processes_a_shmpar_array_in_place():
-    import multiprocessing as mp
+if __name__ == "__main__":
+    ctx = mp.get_context(sys.argv[1])
+    with shmpar.Scope() as scope:
+        a = scope.create(100_000, "float64")
+        data = np.random.default_rng(1).standard_normal(100_000)
+        a.array[:] = data
+        processes = [
+            ctx.Process(target=worker, args=(a.name, a.shape, a.dtype, i * 50_000, (i + 1) * 50_000))
+            for i in range(2)
+        ]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join()
+        print([p.exitcode for p in processes], np.array_equal(a.array, np.sqrt(np.abs(data))),
+              os.path.exists("/dev/shm/" + a.name))
+"""
 
-    ctx = mp.get_context("spawn")
-    a = shmpar.SharedArray.create(100_000, np.float64)
-    data = np.random.default_rng(1).standard_normal(100_000)
-    a.array[:] = data
-    processes = [
-        ctx.Process(target=seed_worker, args=(a.name, a.shape, a.dtype, i * 50_000, (i + 1) * 50_000))
-        for i in range(2)
-    ]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join()
-    assert [p.exitcode for p in processes] == [0, 0]
-    assert np.array_equal(a.array, np.sqrt(np.abs(data)))
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_the_seed_articles_worker_processes_a_shmpar_array_in_place(tmp_path, method):
+    program = tmp_path / "seed_program.py"
+    program.write_text(SEED_PROGRAM)
+    out = subprocess.run(
+        [sys.executable, str(program), method], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    # Both workers ran, the array holds their results, the resource tracker
+    # neither removed the array nor warned of leaks when the program ended.
+    assert out.stdout.split("\n")[0] == "[0, 0] True True"
+    assert "leaked" not in out.stderr and "No such file" not in out.stderr, out.stderr
 
 
 def test_a_view_outlives_its_array_and_its_name():
@@ -222,3 +247,45 @@ def test_a_full_dev_shm_raises_a_python_exception():
     assert "Error not enough space for segment" in out.stdout, out.stdout
     assert "needs 8.0 MiB" in out.stdout and "/dev/shm has" in out.stdout
     assert "left []" in out.stdout
+
+
+def test_attach_checks_an_expected_dtype_and_shape():
+    with shmpar.Scope() as scope:
+        a = scope.create((4, 3), "float32")
+        code = (
+            "import shmpar, sys\n"
+            "n = sys.argv[1]\n"
+            "print(shmpar.SharedArray.attach(n, dtype='float32', shape=(4, 3)).shape)\n"
+            "for kw in (dict(dtype='float64'), dict(shape=12)):\n"
+            "    try:\n"
+            "        shmpar.SharedArray.attach(n, **kw)\n"
+            "    except shmpar.Error as e:\n"
+            "        print('refused:', e)\n"
+        )
+        out = run_python(code, a.name).stdout.splitlines()
+        assert out[0] == "(4, 3)"
+        assert out[1].startswith("refused:") and "float32" in out[1] and "float64" in out[1]
+        assert out[2].startswith("refused:") and "[4, 3]" in out[2]
+
+
+@pytest.mark.parametrize("shape", ["3", 1.5, [2, 1.5], b"x", None])
+def test_a_shape_that_is_not_ints_is_a_type_error_that_says_so(shape):
+    with pytest.raises(TypeError, match="a shape is an int or a sequence of ints"):
+        shmpar.SharedArray.create(shape)
+
+
+def test_an_axis_too_large_for_any_machine_is_refused():
+    with pytest.raises(shmpar.Error, match="far too large"):
+        shmpar.SharedArray.create(10**30)
+
+
+def test_a_scope_left_in_a_forked_child_removes_nothing_of_the_parents():
+    with shmpar.Scope() as scope:
+        a = scope.create(10)
+        child = os.fork()
+        if child == 0:
+            scope.close()  # what leaving the `with` block in the child does
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert os.path.exists("/dev/shm/" + a.name)
+    assert not os.path.exists("/dev/shm/" + a.name)

@@ -2,6 +2,8 @@
 in-segment barrier, failures, and nothing left behind."""
 
 import os
+import subprocess
+import sys
 import signal
 import time
 
@@ -362,3 +364,118 @@ def test_ctrl_c_interrupts_a_job_and_the_pool_recovers(tmp_path):
     assert lines[0].startswith("map_chunks interrupted after") and float(lines[0].split()[-1]) < 5
     assert lines[1].startswith("run interrupted after") and float(lines[1].split()[-1]) < 5
     assert lines[2] == "sum 4000000.0"
+
+
+# ---- misuse and interruptions (an adversarial review's findings) ----
+
+def read_first(ctx, chunk):
+    return float(ctx.array[0])
+
+
+def exit_zero(ctx, chunk):
+    import sys
+
+    sys.exit(0)
+
+
+def test_an_interrupted_worker_start_leaves_no_stale_result(monkeypatch):
+    # Ctrl-C while the workers start: their check-in must not be read later
+    # as a job's result.
+    with shmpar.Scope() as scope, shmpar.Pool(workers=2) as pool:
+        a = scope.create(100)
+        real = shmpar._pool._PoolState.await_check_in
+
+        def interrupted(self, started):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(shmpar._pool._PoolState, "await_check_in", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pool.map_chunks(read_first, a)
+        monkeypatch.setattr(shmpar._pool._PoolState, "await_check_in", real)
+        for i in range(1, 4):
+            a.array[0] = i
+            assert pool.map_chunks(read_first, a) == [float(i), float(i)]
+
+
+def test_sys_exit_in_a_worker_is_a_worker_failure_not_the_callers_exit(pool):
+    with shmpar.Scope() as scope:
+        a = scope.create(10)
+        with pytest.raises(shmpar.WorkerFailed, match="SystemExit"):
+            pool.map_chunks(exit_zero, a)
+        assert pool.map_chunks(rank, a) == [0, 1]
+
+
+def test_a_pool_outlives_the_thread_that_first_used_it():
+    import threading
+
+    with shmpar.Scope() as scope, shmpar.Pool(workers=2) as pool:
+        a = scope.create(1000)
+        a.array[:] = 1.0
+        first = threading.Thread(target=lambda: (pool.reduce("sum", a), pool.map_chunks(rank, a)))
+        first.start()
+        first.join()
+        time.sleep(0.2)  # a parent-death signal would have landed by now
+        assert pool.reduce("sum", a) == 1000.0
+        assert pool.map_chunks(rank, a) == [0, 1]
+
+
+def test_close_is_quick_while_a_forked_child_lives():
+    with shmpar.Scope() as scope:
+        pool = shmpar.Pool(workers=2)
+        a = scope.create(100)
+        pool.reduce("sum", a)
+        pool.map_chunks(rank, a)
+        child = os.fork()
+        if child == 0:
+            time.sleep(10)
+            os._exit(0)
+        try:
+            start = time.monotonic()
+            pool.close()
+            took = time.monotonic() - start
+        finally:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+        # The child closed its copies of the pool's pipes at the fork, so
+        # the workers saw end of file at once instead of being waited out.
+        assert took < 2.0, took
+
+
+def test_sigterm_leaves_nothing_behind_kernel_server_included(tmp_path):
+    script = tmp_path / "terminated.py"
+    script.write_text(
+        "import os, signal, shmpar\n"
+        "a = shmpar.SharedArray.create(10)\n"
+        "p = shmpar.Pool(2)\n"
+        "p.reduce('sum', a)\n"
+        "print(p._state.server.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    before = set(os.listdir("/dev/shm"))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -signal.SIGTERM, out.stderr
+    server = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (pids_alive([server]) or set(os.listdir("/dev/shm")) - before):
+        time.sleep(0.05)
+    assert pids_alive([server]) == []
+    assert set(os.listdir("/dev/shm")) - before == set()
+
+
+def test_a_script_without_a_main_guard_gets_an_error_that_says_so(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import shmpar\n"
+        "def f(ctx, chunk):\n"
+        "    return ctx.rank\n"
+        "with shmpar.Scope() as s, shmpar.Pool(2) as p:\n"
+        "    print(p.map_chunks(f, s.create(10)))\n"
+    )
+    before = set(os.listdir("/dev/shm"))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode != 0
+    assert '__name__ == "__main__"' in out.stderr, out.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(os.listdir("/dev/shm")) - before:
+        time.sleep(0.05)
+    assert set(os.listdir("/dev/shm")) - before == set()

@@ -107,10 +107,10 @@ impl WorkerEnv {
     }
 
     /// Puts results too large for the slot into a segment of their own;
-    /// returns its name, or `Err(len)` if even that fails.
-    fn spill(&self, payload: &[u8]) -> Result<String, usize> {
+    /// returns its name, or why that failed.
+    fn spill(&self, payload: &[u8]) -> Result<String, String> {
         let array =
-            SharedArray::from_array(&ndarray::ArrayView1::from(payload)).map_err(|_| payload.len())?;
+            SharedArray::from_array(&ndarray::ArrayView1::from(payload)).map_err(|e| e.to_string())?;
         let name = array.name();
         *self.spill.borrow_mut() = Some(array);
         Ok(name)
@@ -221,27 +221,41 @@ fn report(env: &WorkerEnv, run: impl FnOnce() -> Output) {
     // SAFETY: this worker is slot `rank`'s only writer and has not
     // reported yet.
     let inline = unsafe { view.write_slot(env.rank, &payload, false) };
+    let capacity = view.slot_capacity();
     let written = match inline {
-        Err(_) if code == status::OK => env.spill(&payload).and_then(|name| {
+        Ok(()) => Ok(()),
+        // Results: into a segment of their own, named in the slot.
+        Err(len) if code == status::OK => match env.spill(&payload) {
+            Ok(name) => {
+                // SAFETY: as above.
+                unsafe { view.write_slot(env.rank, name.as_bytes(), true) }.map_err(|_| {
+                    format!(
+                        "worker {} spilled {len} bytes of results to {name}, whose name does not fit \
+                         in its {capacity}-byte slot",
+                        env.rank
+                    )
+                })
+            }
+            Err(e) => Err(format!(
+                "worker {} produced {len} bytes of results, more than the {capacity} bytes its slot \
+                 holds (PoolBuilder::partial_bytes), and could not put them in a shared-memory \
+                 segment of their own: {e}",
+                env.rank
+            )),
+        },
+        // A message (panic, failure) longer than the slot: its beginning.
+        Err(_) => {
             // SAFETY: as above.
-            unsafe { view.write_slot(env.rank, name.as_bytes(), true) }
-        }),
-        other => other,
+            let _ = unsafe { view.write_slot(env.rank, truncated(&payload, capacity), false) };
+            Ok(())
+        }
     };
     let code = match written {
         Ok(()) => code,
-        Err(len) => {
+        Err(message) => {
             env.barrier().poison();
-            let message = format!(
-                "worker {} produced {len} bytes of results (or message), more than the {} bytes \
-                 its slot holds; raise PoolBuilder::partial_bytes",
-                env.rank,
-                view.slot_capacity()
-            );
-            let bytes = message.as_bytes();
             // SAFETY: as above.
-            let _ =
-                unsafe { view.write_slot(env.rank, &bytes[..bytes.len().min(view.slot_capacity())], false) };
+            let _ = unsafe { view.write_slot(env.rank, truncated(message.as_bytes(), capacity), false) };
             status::FAILED
         }
     };
@@ -294,4 +308,17 @@ pub(crate) fn run_once(env: WorkerEnv, job: Inherited<'_>) -> ! {
     let desc: &JobDesc = unsafe { &*control.job.get() };
     report(&env, || env.run(desc, job));
     sys::exit_now(0)
+}
+
+/// The longest prefix of `bytes` that fits in `capacity` bytes and ends on
+/// a UTF-8 character boundary where `bytes` is text.
+fn truncated(bytes: &[u8], capacity: usize) -> &[u8] {
+    if bytes.len() <= capacity {
+        return bytes;
+    }
+    let mut end = capacity;
+    while end > 0 && (bytes[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    &bytes[..end]
 }
