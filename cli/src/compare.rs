@@ -155,6 +155,15 @@ fn parse_kernels(specs: &[String]) -> CliResult<Vec<Kernel>> {
 
 /// `shmpar compare`.
 pub(crate) fn compare(args: &CompareArgs) -> CliResult {
+    if let (Some(json), Some(plot)) = (&args.json, &args.plot) {
+        let same = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        if json == plot || same(json) == same(plot) {
+            return Err(CliError::msg(format!(
+                "--json and --plot both name {}: the chart would overwrite the records",
+                json.display()
+            )));
+        }
+    }
     let kernels = parse_kernels(&args.kernels)?;
     let catalog = kernels.iter().any(|k| k.workload().is_none());
     let workloads: Vec<Workload> = kernels.iter().filter_map(Kernel::workload).collect();

@@ -58,6 +58,8 @@ const TRIAD_N: usize = 10_000_000;
 const MATVEC_N: usize = 4096;
 const KMEANS_N: usize = 1_000_000;
 const KMEANS_ITERATIONS: usize = 10;
+/// The most k-means iterations a spec may ask for.
+const KMEANS_MAX_ITERATIONS: usize = 100_000;
 const MANDELBROT_WIDTH: usize = 1024;
 const MANDELBROT_HEIGHT: usize = 512;
 const MANDELBROT_MAX_ITER: u32 = 1000;
@@ -109,10 +111,20 @@ impl Workload {
             "matvec" => Workload::Matvec {
                 n: count(0, MATVEC_N, "the matrix side")?,
             },
-            "kmeans" => Workload::Kmeans {
-                n: count(0, KMEANS_N, "the number of points")?,
-                iterations: count(1, KMEANS_ITERATIONS, "the iterations")?,
-            },
+            "kmeans" => {
+                let iterations = count(1, KMEANS_ITERATIONS, "the iterations")?;
+                // Each iteration is a job of its own, so --timeout (a
+                // deadline per job) cannot end an absurd count.
+                if iterations > KMEANS_MAX_ITERATIONS {
+                    return Err(CliError::msg(format!(
+                        "{spec}: {iterations} iterations; k-means runs at most {KMEANS_MAX_ITERATIONS}"
+                    )));
+                }
+                Workload::Kmeans {
+                    n: count(0, KMEANS_N, "the number of points")?,
+                    iterations,
+                }
+            }
             _ => {
                 if params.len() == 1 {
                     return Err(CliError::msg(format!(

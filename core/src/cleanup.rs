@@ -6,8 +6,14 @@
 //! [`unlink_registered`] allocates nothing, takes no lock and calls only
 //! async-signal-safe functions. Each slot moves FREE → WRITING → READY under
 //! a compare-and-swap and back to FREE when the segment is dropped or
-//! unlinked. Segments beyond [`CAPACITY`] at once, and file-backed segments,
-//! are not registered (their owners still remove them on drop).
+//! unlinked. File-backed segments (a hugetlbfs or `huge=` tmpfs file, any
+//! `SegmentOptions::file`) are registered with a descriptor of their
+//! directory, their name in it and their identity: the handler removes the
+//! name relative to that descriptor, and only while it still names the
+//! segment's object (`fstatat`, then `unlinkat`), so a directory swapped
+//! for a symbolic link meanwhile redirects nothing. Segments beyond
+//! [`CAPACITY`] at once, and names longer than a slot holds, are not
+//! registered (their owners still remove them on drop).
 //!
 //! A name is registered right after `shm_open(O_CREAT | O_EXCL)` made it,
 //! with the cleanup signals deferred in between (`Segment::create`), so a
@@ -21,13 +27,20 @@
 //! segments.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// Most shared-memory names registered at once.
 pub const CAPACITY: usize = 256;
 
-/// Longest name registered (with its leading `/` and trailing NUL).
+/// Longest name or path registered (with a shm name's leading `/` and the
+/// trailing NUL).
 const NAME_BYTES: usize = 264;
+
+/// What a slot names: a shared-memory object (`shm_unlink`) or a file
+/// (`unlink`).
+const SHM: u32 = 0;
+const FILE: u32 = 1;
 
 const FREE: u32 = 0;
 const WRITING: u32 = 1;
@@ -35,6 +48,13 @@ const READY: u32 = 2;
 
 struct Slot {
     state: AtomicU32,
+    /// [`SHM`] or [`FILE`], written with the name.
+    kind: AtomicU32,
+    /// For a file: a descriptor of its directory (owned by the slot while
+    /// READY), and the object's (device, inode).
+    dir: AtomicI32,
+    dev: AtomicU64,
+    ino: AtomicU64,
     /// The process that registered the name: only it may unlink it.
     owner: AtomicI32,
     name: UnsafeCell<[u8; NAME_BYTES]>,
@@ -48,6 +68,10 @@ unsafe impl Sync for Slot {}
 static SLOTS: [Slot; CAPACITY] = [const {
     Slot {
         state: AtomicU32::new(FREE),
+        kind: AtomicU32::new(SHM),
+        dir: AtomicI32::new(-1),
+        dev: AtomicU64::new(0),
+        ino: AtomicU64::new(0),
         owner: AtomicI32::new(0),
         name: UnsafeCell::new([0; NAME_BYTES]),
     }
@@ -56,7 +80,35 @@ static SLOTS: [Slot; CAPACITY] = [const {
 /// Registers `/bare`; returns the slot index, or `None` when the registry
 /// is full or the name too long.
 pub(crate) fn register(bare: &str) -> Option<usize> {
-    if bare.len() + 2 > NAME_BYTES {
+    let mut name = Vec::with_capacity(bare.len() + 1);
+    name.push(b'/');
+    name.extend_from_slice(bare.as_bytes());
+    register_bytes(&name, SHM, |_| {})
+}
+
+/// Registers the file `name` in the directory `dir` (whose descriptor the
+/// slot keeps until it is freed), the object `identity`; `None` when the
+/// registry is full or the name too long (`dir` is closed then).
+pub(crate) fn register_file(dir: OwnedFd, name: &std::ffi::OsStr, identity: (u64, u64)) -> Option<usize> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    if bytes.contains(&0) {
+        return None;
+    }
+    let fd = dir.into_raw_fd();
+    let index = register_bytes(bytes, FILE, |slot| {
+        slot.dir.store(fd, Ordering::Relaxed);
+        slot.dev.store(identity.0, Ordering::Relaxed);
+        slot.ino.store(identity.1, Ordering::Relaxed);
+    });
+    if index.is_none() {
+        crate::os::close_raw(fd);
+    }
+    index
+}
+
+fn register_bytes(bytes: &[u8], kind: u32, extra: impl FnOnce(&Slot)) -> Option<usize> {
+    if bytes.len() + 1 > NAME_BYTES {
         return None;
     }
     for (index, slot) in SLOTS.iter().enumerate() {
@@ -67,11 +119,12 @@ pub(crate) fn register(bare: &str) -> Option<usize> {
         {
             // SAFETY: we own the slot (WRITING) until the release store below.
             let name = unsafe { &mut *slot.name.get() };
-            name[0] = b'/';
-            name[1..=bare.len()].copy_from_slice(bare.as_bytes());
-            name[bare.len() + 1] = 0;
+            name[..bytes.len()].copy_from_slice(bytes);
+            name[bytes.len()] = 0;
+            slot.kind.store(kind, Ordering::Relaxed);
+            extra(slot);
             slot.owner.store(crate::os::getpid(), Ordering::Relaxed);
-            // Release publishes the name and the owner with the state.
+            // Release publishes the name, kind and owner with the state.
             slot.state.store(READY, Ordering::Release);
             return Some(index);
         }
@@ -79,16 +132,22 @@ pub(crate) fn register(bare: &str) -> Option<usize> {
     None
 }
 
-/// Frees slot `index` (the segment was dropped, unlinked or persisted).
+/// Frees slot `index` (the segment was dropped, unlinked or persisted),
+/// closing a file's directory descriptor.
 pub(crate) fn unregister(index: usize) {
     if let Some(slot) = SLOTS.get(index) {
+        let dir = slot.dir.swap(-1, Ordering::Relaxed);
         slot.state.store(FREE, Ordering::Release);
+        if dir >= 0 {
+            crate::os::close_raw(dir);
+        }
     }
 }
 
 /// Unlinks every name the calling process registered (never one that a
 /// parent registered before forking it). Async-signal-safe: it only reads
-/// static memory and calls `getpid` and `shm_unlink`. For signal handlers;
+/// static memory and calls `getpid`, `shm_unlink`, `fstatat` and
+/// `unlinkat`. For signal handlers;
 /// a normal program never needs it.
 pub fn unlink_registered() {
     let me = crate::os::getpid();
@@ -98,7 +157,18 @@ pub fn unlink_registered() {
             // NUL-terminated before the release store we acquired; and the
             // buffer's last byte is only ever written as 0, so the string
             // ends inside the buffer whatever else happens to the slot.
-            unsafe { crate::os::shm_unlink_raw(slot.name.get().cast::<u8>()) };
+            unsafe {
+                if slot.kind.load(Ordering::Relaxed) == FILE {
+                    let identity = (slot.dev.load(Ordering::Relaxed), slot.ino.load(Ordering::Relaxed));
+                    crate::os::unlink_at_if_raw(
+                        slot.dir.load(Ordering::Relaxed),
+                        slot.name.get().cast::<u8>(),
+                        identity,
+                    );
+                } else {
+                    crate::os::shm_unlink_raw(slot.name.get().cast::<u8>());
+                }
+            }
         }
     }
 }
@@ -110,6 +180,11 @@ pub fn unlink_registered() {
 pub fn forget_registered() {
     for slot in &SLOTS {
         slot.state.store(FREE, Ordering::Relaxed);
+        // The child's copy of a file's directory descriptor.
+        let dir = slot.dir.swap(-1, Ordering::Relaxed);
+        if dir >= 0 {
+            crate::os::close_raw(dir);
+        }
     }
 }
 

@@ -75,7 +75,7 @@ pub enum Error {
     /// and the system offers none where the segment may live, or not
     /// enough of them. Nothing was created. The message says what was
     /// found and what to configure.
-    #[error("no huge pages for segment {name}: {reason}. {remedy}")]
+    #[error("no huge pages for {}: {reason}. {remedy}", what_segment(.name))]
     HugePagesUnavailable {
         /// The segment name or file path (`a new segment` for a random name).
         name: String,
@@ -290,6 +290,15 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// "segment NAME", or a path or "a new segment" as they are.
+fn what_segment(name: &str) -> String {
+    if name.starts_with('/') || name.starts_with("a new") {
+        name.to_owned()
+    } else {
+        format!("segment {name}")
     }
 }
 

@@ -390,6 +390,39 @@ pub(crate) unsafe fn shm_unlink_raw(name: *const u8) {
     unsafe { libc::shm_unlink(name.cast::<libc::c_char>()) };
 }
 
+/// Removes `name` from the directory `dir` if it still names the object
+/// `identity` (`fstatat` without following, then `unlinkat`). For signal
+/// handlers: async-signal-safe, allocates nothing.
+///
+/// # Safety
+/// `name` points to a NUL-terminated string.
+pub(crate) unsafe fn unlink_at_if_raw(dir: libc::c_int, name: *const u8, identity: (u64, u64)) {
+    if dir < 0 {
+        return;
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `name` is NUL-terminated (the caller), `st` is valid for
+    // writes of one `stat`; fstatat and unlinkat are async-signal-safe.
+    unsafe {
+        let c = name.cast::<libc::c_char>();
+        if libc::fstatat(dir, c, st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) == 0 {
+            let st = st.assume_init();
+            #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+            let found = (st.st_dev as u64, st.st_ino as u64);
+            if found == identity {
+                libc::unlinkat(dir, c, 0);
+            }
+        }
+    }
+}
+
+/// Closes a raw descriptor, ignoring errors. Async-signal-safe.
+pub(crate) fn close_raw(fd: libc::c_int) {
+    // SAFETY: closing a descriptor the caller owns; close is
+    // async-signal-safe.
+    unsafe { libc::close(fd) };
+}
+
 fn owned_fd(fd: libc::c_int) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());

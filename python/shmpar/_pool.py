@@ -41,6 +41,8 @@ MAX_WORKERS = 64
 GRACE_SECONDS = 1.0
 # How long a new Python worker may take to import NumPy and the main module.
 START_SECONDS = 120.0
+# How long a worker stopped with SIGTERM has to die before SIGKILL.
+KILL_GRACE_SECONDS = 0.2
 # How often a waiting pool looks for dead or stranded workers.
 TICK_SECONDS = 0.05
 
@@ -228,7 +230,12 @@ class _Worker:
         job_r, job_w = os.pipe()
         result_r, result_w = os.pipe()
         try:
-            self.proc = _spawn(_WORKER_BOOT, (job_r, result_w), (job_r, result_w, os.getpid(), *sys.path))
+            # The interpreter's flags (-O, -W, -X ...), as multiprocessing's
+            # spawn start passes them to its children.
+            flags = tuple(subprocess._args_from_interpreter_flags())
+            self.proc = _spawn(
+                _WORKER_BOOT, (job_r, result_w), (job_r, result_w, os.getpid(), *sys.path), flags
+            )
         except BaseException:
             for fd in (job_r, job_w, result_r, result_w):
                 os.close(fd)
@@ -265,6 +272,16 @@ class _Worker:
             self.result_fd = None
 
     def kill(self):
+        """Stops the worker now: SIGTERM (shmpar's handler in the worker
+        removes any array a function created there, then it dies), then
+        SIGKILL if it still runs after a moment."""
+        try:
+            self.proc.terminate()
+            self.proc.wait(timeout=KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+        except OSError:
+            pass
         try:
             self.proc.kill()
         except OSError:
@@ -285,15 +302,18 @@ class _PoolState:
         self.control = None  # _shmpar._Control
         # One map_chunks job at a time (the kernel client has its own lock).
         self.jobs = threading.Lock()
+        self.server_lock = threading.Lock()
 
     # ---- the kernel server ----
 
     def kernels(self):
         self.check()
-        if self.client is None or self.client.closed:
-            self.stop_server()
-            self.start_server()
-        return self.client
+        # One server, however many threads ask at once.
+        with self.server_lock:
+            if self.client is None or self.client.closed:
+                self.stop_server()
+                self.start_server()
+            return self.client
 
     def start_server(self):
         req_r, req_w = os.pipe()
@@ -358,31 +378,34 @@ class _PoolState:
 
     def ensure_python_workers(self):
         started = []
-        for rank, worker in enumerate(self.python):
-            if worker is None or not worker.alive():
-                if worker is not None:
-                    worker.stop(0)
-                self.python[rank] = _Worker(rank)
-                started.append(self.python[rank])
-        if started:
-            # Every worker is on its way before this process spends time on
-            # the preparation (the first use imports multiprocessing.spawn).
-            from multiprocessing import spawn
-
-            for worker in started:
-                preparation = spawn.get_preparation_data(f"shmpar-worker-{worker.rank}")
-                if "authkey" in preparation:
-                    preparation["authkey"] = bytes(preparation["authkey"])
-                worker.prepare(preparation)
         try:
+            for rank, worker in enumerate(self.python):
+                if worker is None or not worker.alive():
+                    if worker is not None:
+                        worker.stop(0)
+                    self.python[rank] = None
+                    self.python[rank] = _Worker(rank)
+                    started.append(self.python[rank])
+            if started:
+                # Every worker is on its way before this process spends
+                # time on the preparation (the first use imports
+                # multiprocessing.spawn).
+                from multiprocessing import spawn
+
+                for worker in started:
+                    preparation = spawn.get_preparation_data(f"shmpar-worker-{worker.rank}")
+                    if "authkey" in preparation:
+                        preparation["authkey"] = bytes(preparation["authkey"])
+                    worker.prepare(preparation)
             if self.control is None:
                 self.control = _shmpar._Control.create()
             if started:
                 self.await_check_in(started)
         except BaseException:
-            # Interrupted (Ctrl-C) or failed: a worker whose check-in was
-            # not read would take it for its first job's result. Stop every
-            # worker started here; the next job starts new ones.
+            # Interrupted (Ctrl-C) or failed anywhere in the start: a worker
+            # that is not ready, or whose check-in was not read, would take
+            # a job for its preparation or its check-in for a result. Stop
+            # every worker started here; the next job starts new ones.
             for worker in started:
                 worker.kill()
             raise
@@ -423,6 +446,18 @@ class _PoolState:
             raise TypeError(f"map_chunks needs a shmpar.SharedArray, not {type(array).__name__}")
         if array.ndim == 0:
             raise Error("a 0-dimensional array has no rows to split among workers")
+        if not callable(func):
+            raise TypeError(f"map_chunks calls func(ctx, chunk) in each worker; {func!r} is not callable")
+        try:
+            st = os.stat("/dev/shm/" + array.name)
+            present = (st.st_dev, st.st_ino) == tuple(array._identity)
+        except OSError:
+            present = False
+        if not present:
+            raise Error(
+                f"the array {array.name} was unlinked (or its name now names another object): "
+                "workers attach arrays by name, so map_chunks needs an array whose name is still there"
+            )
         try:
             func_bytes = pickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -439,16 +474,25 @@ class _PoolState:
         identity = tuple(array._identity)
         chunks = [_shmpar.chunk_range(rows, n, rank) for rank in range(n)]
         posted = []
-        for rank, worker in enumerate(self.python):
-            start, end = chunks[rank]
-            try:
-                _wire.send(
-                    worker.job_fd,
-                    ("job", func_bytes, array.name, identity, rank, n, start, end, control.name),
-                )
-                posted.append(worker)
-            except BrokenPipeError:
-                posted.append(worker)  # its end of file reports the death
+        path = list(map(str, sys.path))
+        try:
+            for rank, worker in enumerate(self.python):
+                start, end = chunks[rank]
+                try:
+                    _wire.send(
+                        worker.job_fd,
+                        ("job", func_bytes, array.name, identity, rank, n, start, end, control.name, path),
+                    )
+                    posted.append(worker)
+                except BrokenPipeError:
+                    posted.append(worker)  # its end of file reports the death
+        except BaseException:
+            # Interrupted while posting: the workers that got the job would
+            # answer it at the next one. Stop them (replaced next time).
+            control.poison()
+            for worker in posted:
+                worker.kill()
+            raise
         return self.collect(posted, chunks)
 
     def collect(self, workers, chunks):

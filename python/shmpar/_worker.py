@@ -16,10 +16,16 @@ the pickled result, or the exception. Nothing else is copied.
 
 import os
 import pickle
+import select
+import sys
 import traceback
 
 from . import _shmpar, _wire
 from ._pool import Context, _Aborted
+
+
+# How often an idle worker looks for arrays whose names are gone.
+IDLE_EVICT_SECONDS = 0.5
 
 
 def _prepare(data):
@@ -74,7 +80,11 @@ def _error_message(exc):
 
 
 def _run_job(job, arrays, controls, functions):
-    _, func_bytes, name, identity, rank, workers, start, end, control_name = job
+    _, func_bytes, name, identity, rank, workers, start, end, control_name, path = job
+    # The parent's sys.path now (it may have grown since this worker
+    # started): the function's module is looked up there.
+    if sys.path != path:
+        sys.path[:] = path
     control = controls.get(control_name)
     if control is None:
         controls.clear()
@@ -83,7 +93,15 @@ def _run_job(job, arrays, controls, functions):
         func = functions.get(func_bytes)
         if func is None:
             functions.clear()
-            func = functions[func_bytes] = pickle.loads(func_bytes)
+            try:
+                func = functions[func_bytes] = pickle.loads(func_bytes)
+            except (AttributeError, ImportError) as exc:
+                raise _shmpar.Error(
+                    f"this worker cannot load the function by name ({exc}): map_chunks needs a "
+                    "function defined with def at the top level of a module that a new Python "
+                    "process can import (not inside `if __name__ == \"__main__\":`, not in a "
+                    "`python -c` or stdin program)"
+                ) from exc
         arrays.evict(keep=name)
         # No prefault (MADV_POPULATE_READ) of the rows, unlike the Rust
         # workers: NumPy's first pass maps them by read faults that map 16
@@ -128,6 +146,10 @@ def main(job_fd, result_fd, parent):
     _wire.send(result_fd, ("ready", os.getpid()))
     arrays, controls, functions = _Arrays(), {}, {}
     while True:
+        # While idle, let go of arrays whose names are gone, so their
+        # memory is freed when the user drops them, not at the next job.
+        while not select.select([job_fd], [], [], IDLE_EVICT_SECONDS)[0]:
+            arrays.evict(keep=None)
         job = _wire.recv(job_fd)
         if job is None or job[0] != "job":
             return

@@ -39,6 +39,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ndarray::{ArrayView, ArrayViewMut, IxDyn};
@@ -266,6 +267,10 @@ fn answer(pool: &Pool, request: Request) -> Reply {
     })
 }
 
+/// How long the kernel server idles before its workers let go of arrays
+/// it no longer holds.
+const IDLE_RELEASE: Duration = Duration::from_millis(500);
+
 fn serve(input: &mut File, output: &mut File, workers: usize) -> io::Result<()> {
     // Fork start: this process is a fresh interpreter that started no
     // thread; `build` checks that and refuses otherwise.
@@ -283,7 +288,16 @@ fn serve(input: &mut File, output: &mut File, workers: usize) -> io::Result<()> 
         // The client stopped waiting before the pool ran.
         return Ok(());
     }
-    while let Some(request) = read_message::<Request>(input)? {
+    loop {
+        // While idle, the workers let go of arrays the server no longer
+        // holds (each job's array is dropped after the job), so a user's
+        // dropped array frees its memory now, not at the next job.
+        while !os::wait_readable(input.as_raw_fd(), IDLE_RELEASE)? {
+            let _ = pool.release_unused();
+        }
+        let Some(request) = read_message::<Request>(input)? else {
+            break;
+        };
         if write_message(output, &answer(&pool, request)).is_err() {
             // The client stopped waiting (Ctrl-C) and closed its end.
             break;
@@ -367,7 +381,12 @@ enum Lost {
 #[pyclass(frozen, module = "shmpar._shmpar", name = "_KernelClient")]
 pub(crate) struct KernelClient {
     /// (to the server, from the server); `None` once closed or broken.
+    /// Held for a whole request, with the GIL released: never lock it
+    /// while holding the GIL (the request takes the GIL to check for
+    /// signals, and the two would wait for each other).
     pipes: Mutex<Option<(File, File)>>,
+    /// Set once the pipes are closed or broken: readable without the lock.
+    closed: AtomicBool,
     pid: i32,
 }
 
@@ -390,6 +409,7 @@ impl KernelClient {
             if let Some(request) = request {
                 if write_message(to, request).is_err() {
                     *pipes = None;
+                    self.closed.store(true, Ordering::Relaxed);
                     return Err(died("before it took the job"));
                 }
             }
@@ -399,11 +419,13 @@ impl KernelClient {
                     Ok(false) => {
                         if let Err(e) = Python::attach(|py| py.check_signals()) {
                             *pipes = None;
+                            self.closed.store(true, Ordering::Relaxed);
                             return Err(Lost::Interrupted(e));
                         }
                     }
                     Err(_) => {
                         *pipes = None;
+                        self.closed.store(true, Ordering::Relaxed);
                         return Err(died("(its pipe failed)"));
                     }
                 }
@@ -412,6 +434,7 @@ impl KernelClient {
                 Ok(Some(reply)) => Ok(reply),
                 Ok(None) | Err(_) => {
                     *pipes = None;
+                    self.closed.store(true, Ordering::Relaxed);
                     Err(died("while it ran the job"))
                 }
             }
@@ -473,6 +496,7 @@ impl KernelClient {
         let from = os::adopt_fd(from_server).map_err(|e| Error::new_err(e.to_string()))?;
         Ok(KernelClient {
             pipes: Mutex::new(Some((to, from))),
+            closed: AtomicBool::new(false),
             pid,
         })
     }
@@ -530,7 +554,7 @@ impl KernelClient {
     /// Whether the pipes are gone (closed, or the server died).
     #[getter]
     fn closed(&self) -> bool {
-        self.pipes.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.closed.load(Ordering::Relaxed)
     }
 
     /// The server's pid.
@@ -539,9 +563,11 @@ impl KernelClient {
         self.pid
     }
 
-    /// Closes the pipes: the server stops its pool and exits.
-    fn close(&self) {
-        *self.pipes.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Closes the pipes: the server stops its pool and exits. Waits (with
+    /// the GIL released) for a request another thread is making to end.
+    fn close(&self, py: Python<'_>) {
+        self.closed.store(true, Ordering::Relaxed);
+        py.detach(|| *self.pipes.lock().unwrap_or_else(|p| p.into_inner()) = None);
     }
 
     /// In a child forked from the client's process: closes this copy of
@@ -549,6 +575,7 @@ impl KernelClient {
     /// closes its own. Gives up if the lock was held at the fork (by a
     /// thread that does not exist in the child).
     fn _close_in_child(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         if let Ok(mut pipes) = self.pipes.try_lock() {
             *pipes = None;
         }

@@ -36,11 +36,13 @@ fn chunk_range(rows: usize, parts: usize, index: usize) -> PyResult<(usize, usiz
     Ok((range.start, range.end))
 }
 
-/// Asks for SIGKILL when the parent process dies, and exits at once if it
-/// already has: for a worker process, first thing.
+/// Asks for SIGTERM when the parent process dies, and exits at once if it
+/// already has: for a worker process, first thing. SIGTERM, so that
+/// shmpar's handler removes any array a function created in the worker
+/// before the worker dies (Python leaves SIGTERM at its default: death).
 #[pyfunction]
 fn _die_with_parent(parent: i32) {
-    os::die_with_parent(parent, libc::SIGKILL);
+    os::die_with_parent(parent, libc::SIGTERM);
 }
 
 /// Unlinks every shared-memory segment this process created and still

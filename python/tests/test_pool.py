@@ -1,6 +1,7 @@
 """Pool: the catalog's Rust kernels against NumPy, Python kernels with the
 in-segment barrier, failures, and nothing left behind."""
 
+import gc
 import os
 import subprocess
 import sys
@@ -479,3 +480,228 @@ def test_a_script_without_a_main_guard_gets_an_error_that_says_so(tmp_path):
     while time.monotonic() < deadline and set(os.listdir("/dev/shm")) - before:
         time.sleep(0.05)
     assert set(os.listdir("/dev/shm")) - before == set()
+
+
+# ---- a second review's findings ----
+
+def slow_histogram_and_sums(pool, a, errors):
+    try:
+        for _ in range(3):
+            pool.reduce("histogram:0:1:2000000", a)
+    except BaseException as exc:  # pragma: no cover - reported below
+        errors.append(exc)
+
+
+def test_two_threads_calling_rust_kernels_on_one_pool_take_turns():
+    import faulthandler
+    import threading
+
+    with shmpar.Scope() as scope, shmpar.Pool(workers=2) as pool:
+        a = scope.create(200_000)
+        a.array[:] = 0.5
+        errors = []
+        other = threading.Thread(target=slow_histogram_and_sums, args=(pool, a, errors))
+        faulthandler.dump_traceback_later(60, exit=True)  # a deadlock ends the run, loudly
+        try:
+            other.start()
+            for _ in range(20):
+                assert pool.reduce("sum", a) == 100_000.0
+            other.join()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        assert errors == []
+
+
+def test_an_interrupted_post_leaves_no_stale_result(monkeypatch):
+    with shmpar.Scope() as scope, shmpar.Pool(workers=2) as pool:
+        a = scope.create(100)
+        pool.map_chunks(read_first, a)  # workers up
+        real = shmpar._pool._wire.send
+        sent = []
+
+        def interrupted_after_one(fd, message):
+            if message[0] == "job" and len(sent) == 1:
+                raise KeyboardInterrupt
+            sent.append(fd)
+            return real(fd, message)
+
+        monkeypatch.setattr(shmpar._pool._wire, "send", interrupted_after_one)
+        with pytest.raises(KeyboardInterrupt):
+            pool.map_chunks(rank, a)
+        monkeypatch.setattr(shmpar._pool._wire, "send", real)
+        for i in range(1, 4):
+            a.array[0] = i
+            assert pool.map_chunks(read_first, a) == [float(i), float(i)]
+
+
+def test_a_failed_worker_start_leaves_the_next_job_right(monkeypatch):
+    with shmpar.Scope() as scope, shmpar.Pool(workers=3) as pool:
+        a = scope.create(100)
+        real = shmpar._pool._Worker.prepare
+        calls = []
+
+        def fails_on_the_second(self, preparation):
+            calls.append(self.rank)
+            if len(calls) == 2:
+                raise OSError(24, "Too many open files")
+            return real(self, preparation)
+
+        monkeypatch.setattr(shmpar._pool._Worker, "prepare", fails_on_the_second)
+        with pytest.raises(OSError):
+            pool.map_chunks(rank, a)
+        monkeypatch.setattr(shmpar._pool._Worker, "prepare", real)
+        assert pool.map_chunks(rank, a) == [0, 1, 2]
+        assert pool.map_chunks(rank, a) == [0, 1, 2]
+
+
+def statvfs_free():
+    st = os.statvfs("/dev/shm")
+    return st.f_bavail * st.f_frsize
+
+
+def test_an_idle_pool_lets_go_of_a_dropped_array():
+    with shmpar.Pool(workers=2) as pool:
+        a = shmpar.SharedArray.create(4_000_000)  # 32 MB
+        pool.run("fill:1", a)
+        assert pool.map_chunks(rank, a) == [0, 1]
+        before = statvfs_free()
+        a.unlink()
+        del a
+        gc.collect()
+        deadline = time.monotonic() + 5
+        while statvfs_free() < before + 30_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Both kinds of workers dropped their mappings while the pool idled.
+        assert statvfs_free() >= before + 30_000_000
+
+
+def create_and_wait(ctx, chunk):
+    keep = shmpar.SharedArray.create(10)
+    create_and_wait.keep = keep
+    time.sleep(30)
+
+
+def test_arrays_a_function_created_go_when_its_worker_is_stopped(tmp_path):
+    script = tmp_path / "stopper.py"
+    script.write_text(
+        "import os, signal, threading, time, shmpar\n"
+        "def create_and_wait(ctx, chunk):\n"
+        "    create_and_wait.keep = shmpar.SharedArray.create(10)\n"
+        "    time.sleep(30)\n"
+        "if __name__ == '__main__':\n"
+        "    with shmpar.Scope() as s, shmpar.Pool(2) as p:\n"
+        "        a = s.create(10)\n"
+        "        threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "        try:\n"
+        "            p.map_chunks(create_and_wait, a)\n"
+        "        except KeyboardInterrupt:\n"
+        "            print('interrupted', flush=True)\n"
+    )
+    before = set(os.listdir("/dev/shm"))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "interrupted" in out.stdout, out.stderr
+    deadline = time.monotonic() + 5
+    while set(os.listdir("/dev/shm")) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(os.listdir("/dev/shm")) - before == set()
+
+
+def optimize_level(ctx, chunk):
+    return sys.flags.optimize
+
+
+def test_workers_get_the_interpreters_flags(tmp_path):
+    script = tmp_path / "flags.py"
+    script.write_text(
+        "import sys, shmpar\n"
+        "def level(ctx, chunk):\n"
+        "    return sys.flags.optimize\n"
+        "if __name__ == '__main__':\n"
+        "    with shmpar.Scope() as s, shmpar.Pool(2) as p:\n"
+        "        print(p.map_chunks(level, s.create(10)))\n"
+    )
+    out = subprocess.run([sys.executable, "-O", str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.stdout.strip() == "[1, 1]", out.stderr
+
+
+def test_what_workers_cannot_load_is_a_clear_error(tmp_path, pool):
+    with shmpar.Scope() as scope:
+        with pytest.raises(TypeError, match="not callable"):
+            pool.map_chunks(42, scope.create(10))
+    script = tmp_path / "in_main.py"
+    script.write_text(
+        "import shmpar\n"
+        "if __name__ == '__main__':\n"
+        "    def f(ctx, chunk):\n"
+        "        return 1\n"
+        "    with shmpar.Scope() as s, shmpar.Pool(2) as p:\n"
+        "        p.map_chunks(f, s.create(10))\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode != 0
+    assert "top level of a module" in out.stderr, out.stderr
+
+
+def test_a_module_found_through_a_later_sys_path_entry_loads(tmp_path, pool):
+    (tmp_path / "late_module.py").write_text("def h(ctx, chunk):\n    return 'late'\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import late_module
+
+        with shmpar.Scope() as scope:
+            assert pool.map_chunks(late_module.h, scope.create(10)) == ["late", "late"]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("late_module", None)
+
+
+def test_map_chunks_on_an_unlinked_array_is_always_an_error(pool):
+    with shmpar.Scope() as scope:
+        a = scope.create(10)
+        assert pool.map_chunks(rank, a) == [0, 1]  # warm workers map it
+        a.unlink()
+        with pytest.raises(shmpar.Error, match="unlinked"):
+            pool.map_chunks(rank, a)
+
+
+def test_concurrent_first_use_starts_one_kernel_server():
+    import threading
+
+    def all_children():
+        # Children of every thread (processes started for other threads
+        # come from the package's helper thread).
+        kids = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/children") as f:
+                    kids += [int(p) for p in f.read().split()]
+            except OSError:
+                pass
+        return kids
+
+    def kernel_servers():
+        found = set()
+        for child in pids_alive(all_children()):
+            try:
+                with open(f"/proc/{child}/cmdline") as f:
+                    if "_serve_kernels" in f.read():
+                        found.add(child)
+            except OSError:
+                pass
+        return found
+
+    before = kernel_servers()
+    with shmpar.Scope() as scope, shmpar.Pool(workers=2) as pool:
+        a = scope.create(1000)
+        barrier = threading.Barrier(3)
+
+        def use():
+            barrier.wait()
+            pool.reduce("sum", a)
+
+        threads = [threading.Thread(target=use) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(kernel_servers() - before) == 1

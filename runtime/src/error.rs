@@ -17,6 +17,10 @@ pub enum Cause {
     Signaled(i32),
     /// The job was abandoned because another worker failed first.
     Aborted,
+    /// The worker process ended, and its exit status went to another
+    /// reaper: the program ignores SIGCHLD (children then reap
+    /// themselves), or something else waited for any child.
+    Vanished,
 }
 
 impl fmt::Display for Cause {
@@ -31,6 +35,10 @@ impl fmt::Display for Cause {
                 crate::sys::signal_name(*sig)
             ),
             Cause::Aborted => f.write_str("the job was abandoned after another worker failed"),
+            Cause::Vanished => f.write_str(
+                "the worker process ended, and its exit status went to another reaper (does the \
+                 program ignore SIGCHLD, or wait for any child?)",
+            ),
         }
     }
 }
@@ -119,8 +127,9 @@ pub enum Error {
 
     /// The kernel captures variables, which only a fork can carry.
     #[error(
-        "this kernel closure captures variables, which spawned workers cannot receive; \
-         pass the values as parameters (`Pool::run`) or use `Start::Fork`"
+        "a closure run on workers forked for the job (`Pool::run_forked`, `map_reduce_forked`) needs \
+         a pool with `Start::Fork`; spawned workers cannot receive it: pass the values as \
+         parameters to a registered kernel (`Pool::run`) or use `Start::Fork`"
     )]
     CapturingKernel,
 
@@ -182,7 +191,7 @@ pub enum Error {
     },
 
     /// Starting a worker process failed.
-    #[error("could not start a worker process")]
+    #[error("could not start a worker process: {0}")]
     Start(#[source] std::io::Error),
 
     /// A step that every rank of an MPI job takes together failed: MPI

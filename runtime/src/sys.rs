@@ -12,6 +12,9 @@ pub(crate) enum Exit {
     Code(i32),
     /// Killed by this signal.
     Signal(i32),
+    /// Gone, its status collected by someone else (SIGCHLD ignored, or a
+    /// `waitpid(-1, ..)` elsewhere in the program).
+    Vanished,
 }
 
 /// Forks. Returns 0 in the child and the child's pid in the parent.
@@ -52,7 +55,9 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Reaps `pid` if it has exited; `None` while it runs.
+/// Reaps `pid` if it has exited; `None` while it runs. A child that is
+/// no longer ours to wait for (`ECHILD`: it ended and someone else
+/// collected its status) is [`Exit::Vanished`].
 pub(crate) fn try_wait(pid: i32) -> io::Result<Option<Exit>> {
     let mut status = 0;
     // SAFETY: `status` is a valid out-pointer.
@@ -60,7 +65,14 @@ pub(crate) fn try_wait(pid: i32) -> io::Result<Option<Exit>> {
     match rc {
         0 => Ok(None),
         r if r == pid => Ok(Some(decode(status))),
-        _ => Err(io::Error::last_os_error()),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ECHILD) {
+                Ok(Some(Exit::Vanished))
+            } else {
+                Err(e)
+            }
+        }
     }
 }
 
@@ -82,8 +94,8 @@ pub(crate) fn reap(pid: i32, grace: Duration) -> Exit {
                 unsafe { libc::waitpid(pid, &mut status, 0) };
                 return decode(status);
             }
-            // ECHILD: already reaped (or not our child): nothing to wait for.
-            Err(_) => return Exit::Signal(0),
+            // Not ours to wait for any more.
+            Err(_) => return Exit::Vanished,
         }
     }
 }

@@ -85,3 +85,39 @@ fn a_signal_during_creation_leaves_nothing_behind() {
         "the helper did not die of the signal in {ignored} trials"
     );
 }
+
+/// A file-backed array (a hugetlbfs or `huge=` tmpfs file, any
+/// `SegmentOptions::file`) is removed too when SIGINT or SIGTERM stops its
+/// creator: the handler unlinks it relative to its directory's descriptor.
+#[test]
+fn a_signal_removes_a_file_backed_array_too() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let dir = std::env::temp_dir().join(format!("shmpar_t_sigfile_{}_{signal}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join("array");
+        let path_text = path.to_str().expect("a UTF-8 path").to_owned();
+        let mut child = Command::new(HELPER)
+            .args(["create-file-hold", &path_text])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the helper");
+        let stdout = child.stdout.take().expect("piped");
+        let line = within(Duration::from_secs(20), "the helper's ready line", move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            line
+        });
+        assert!(line.starts_with("ready"), "{line:?}");
+        assert!(path.exists(), "the array's file exists while it is held");
+        // SAFETY: kill takes no memory arguments; the pid is our child's.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = within(Duration::from_secs(20), "the helper's death", move || {
+            child.wait()
+        });
+        assert_eq!(status.expect("wait").signal(), Some(signal));
+        let left = path.exists();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!left, "signal {signal} left {path_text} behind");
+    }
+}

@@ -358,17 +358,29 @@ impl Segment {
     /// [`create_object`](Self::create_object) for a file-backed segment.
     fn create_file(location: &Location, lock_offset: u64) -> Result<(File, CreationGuard)> {
         let place = Place::of(location)?;
-        let file = place
-            .open_dir()
-            .and_then(|dir| os::create_at(&dir, place.name()))
-            .map_err(|e| open_error(location, "create", e))?;
-        let identity = os::stat(&file)
-            .map_err(|e| open_error(location, "fstat", e))?
-            .identity;
+        let (file, cleanup_slot, identity) = {
+            // A signal between the creation and the registration would
+            // find the file unregistered: defer the cleanup signals.
+            let _deferred = signals::defer();
+            let dir = place.open_dir().map_err(|e| open_error(location, "create", e))?;
+            let file = os::create_at(&dir, place.name()).map_err(|e| open_error(location, "create", e))?;
+            let identity = match os::stat(&file) {
+                Ok(stat) => stat.identity,
+                Err(e) => {
+                    let _ = os::unlink_at(&dir, place.name());
+                    return Err(open_error(location, "fstat", e));
+                }
+            };
+            (
+                file,
+                cleanup::register_file(dir, place.name(), identity),
+                identity,
+            )
+        };
         let guard = CreationGuard {
             location: location.clone(),
             identity,
-            cleanup_slot: None,
+            cleanup_slot,
             armed: true,
         };
         take_liveness_lock(&file, lock_offset, location)?;

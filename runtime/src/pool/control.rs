@@ -124,6 +124,9 @@ pub(crate) mod how {
     pub(crate) const NAME: u32 = 1;
     /// A one-job worker forked for this job runs the closure it inherited.
     pub(crate) const INHERITED: u32 = 2;
+    /// No kernel: the workers drop the mappings the descriptor evicts and
+    /// report (`Pool::release_unused`).
+    pub(crate) const EVICT: u32 = 3;
 }
 
 /// What the coordinator posts: written only while every worker is idle,

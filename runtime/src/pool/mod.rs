@@ -256,6 +256,35 @@ impl Pool {
         inner.submit(args, job, self.workers)
     }
 
+    /// Makes the workers drop, now, their mappings of arrays this process
+    /// has let go (dropped, or persisted and dropped), so the memory of an
+    /// unlinked array is freed at once. Without it that happens by the end
+    /// of the pool's next job; call it while a pool idles and memory is
+    /// tight (a small `/dev/shm`, as in containers). Posts nothing when
+    /// there is nothing to drop.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shmpar::Error> {
+    /// use shmpar::{Pool, SharedArray};
+    /// let pool = Pool::builder().workers(2).build()?;
+    /// let a = SharedArray::from_array(&ndarray::Array1::from_elem(1 << 20, 1.0f64))?;
+    /// assert_eq!(pool.map_reduce(&a, |c| c.sum(), |x, y| x + y)?, (1 << 20) as f64);
+    /// drop(a); // the name is gone; the workers still map the 8 MiB
+    /// pool.release_unused()?; // now they do not
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As a job's, if a worker died meanwhile.
+    pub fn release_unused(&self) -> Result<()> {
+        if crate::sys::getpid() != self.owner {
+            return Err(Error::PoolBroken {
+                reason: "this pool belongs to the process that built it, not to a forked copy of it".into(),
+            });
+        }
+        self.lock().release_unused(self.workers)
+    }
+
     /// A handle that cancels this pool's job in progress from another
     /// thread.
     ///

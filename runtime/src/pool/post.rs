@@ -92,6 +92,37 @@ impl Inner {
         self.finish(outcome, rows, workers, !transient)
     }
 
+    /// Has the workers drop their mappings of arrays the coordinator no
+    /// longer holds, now rather than with the next job; posts nothing if
+    /// there are none.
+    pub(crate) fn release_unused(&mut self, workers: usize) -> Result<()> {
+        if self.broken.is_some() {
+            return Ok(());
+        }
+        let desc = &mut *self.desc;
+        let nevict = evictions(&mut self.sent, &[], &mut desc.evict);
+        if nevict == 0 {
+            return Ok(());
+        }
+        desc.nevict = nevict;
+        desc.how = how::EVICT;
+        desc.workers = workers as u32;
+        desc.narrays = 0;
+        desc.rows = 0;
+        desc.params_len = 0;
+        let view = self.view();
+        let control = view.control();
+        control.done.store(0);
+        for line in &control.workers[..workers] {
+            line.status.store(status::PENDING, Ordering::Relaxed);
+        }
+        // SAFETY: every worker is idle (as in `prepare`).
+        unsafe { control.job.get().write(*self.desc) };
+        control.post.post();
+        let outcome = self.wait_job(workers, &[]);
+        self.finish(outcome, 0, workers, true).map(drop)
+    }
+
     /// Writes the job descriptor and parameters and resets the per-job
     /// words. No worker reads them now: the previous job ended only once
     /// the coordinator had acquired every worker's non-PENDING status (the

@@ -221,6 +221,7 @@ impl Inner {
                 (status::FAILED, _) => Cause::Failed(text()),
                 (_, Some(Exit::Code(code))) => Cause::Exited(code),
                 (_, Some(Exit::Signal(sig))) => Cause::Signaled(sig),
+                (_, Some(Exit::Vanished)) => Cause::Vanished,
                 _ => {
                     aborted.get_or_insert(rank);
                     continue;

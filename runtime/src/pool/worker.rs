@@ -288,6 +288,10 @@ pub(crate) fn serve(env: WorkerEnv, mut seen: u32) -> ! {
         // no longer read it) or reaped the worker.
         let desc: &JobDesc = unsafe { &*control.job.get() };
         env.evict(desc);
+        if desc.how == how::EVICT {
+            report(&env, || Ok(Vec::new()));
+            continue;
+        }
         report(&env, || {
             let (runner, kernel) = resolve(desc)?;
             // SAFETY: `resolve` found the runner and kernel in this image:

@@ -108,6 +108,14 @@ fn run(args: &[String]) -> Result<String, Error> {
             std::io::stdin().lock().read_line(&mut line).ok();
             Ok("released".into())
         }
+        ["create-file-hold", path] => {
+            let _a = SharedArray::<f64, _>::create_with(&SegmentOptions::new().file(path), 16)?;
+            println!("ready {path}");
+            std::io::stdout().flush().ok();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).ok();
+            Ok("released".into())
+        }
         ["create-collect", name] => {
             let _a = SharedArray::<f64, _>::create_with(&SegmentOptions::new().name(name), 16)?;
             shmpar_core::gc::collect(false);
