@@ -7,13 +7,14 @@
 //! async-signal-safe functions. Each slot moves FREE → WRITING → READY under
 //! a compare-and-swap and back to FREE when the segment is dropped or
 //! unlinked. File-backed segments (a hugetlbfs or `huge=` tmpfs file, any
-//! `SegmentOptions::file`) are registered with a descriptor of their
-//! directory, their name in it and their identity: the handler removes the
-//! name relative to that descriptor, and only while it still names the
-//! segment's object (`fstatat`, then `unlinkat`), so a directory swapped
-//! for a symbolic link meanwhile redirects nothing. Segments beyond
-//! [`CAPACITY`] at once, and names longer than a slot holds, are not
-//! registered (their owners still remove them on drop).
+//! `SegmentOptions::file`) are registered with their directory's absolute
+//! path, their name in it and their identity: the handler opens the
+//! directory (never following a symbolic link in its last component) and
+//! removes the name relative to it, only while it still names the
+//! segment's object (`fstatat`, then `unlinkat`). No descriptor is held
+//! between signals. Segments beyond [`CAPACITY`] at once, and paths longer
+//! than a slot holds, are not registered (their owners still remove them
+//! on drop).
 //!
 //! A name is registered right after `shm_open(O_CREAT | O_EXCL)` made it,
 //! with the cleanup signals deferred in between (`Segment::create`), so a
@@ -27,15 +28,14 @@
 //! segments.
 
 use std::cell::UnsafeCell;
-use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// Most shared-memory names registered at once.
 pub const CAPACITY: usize = 256;
 
-/// Longest name or path registered (with a shm name's leading `/` and the
-/// trailing NUL).
-const NAME_BYTES: usize = 264;
+/// Longest name or path registered (with a shm name's leading `/`, or a
+/// file's directory and name, and their NULs).
+const NAME_BYTES: usize = 512;
 
 /// What a slot names: a shared-memory object (`shm_unlink`) or a file
 /// (`unlink`).
@@ -50,9 +50,9 @@ struct Slot {
     state: AtomicU32,
     /// [`SHM`] or [`FILE`], written with the name.
     kind: AtomicU32,
-    /// For a file: a descriptor of its directory (owned by the slot while
-    /// READY), and the object's (device, inode).
-    dir: AtomicI32,
+    /// For a file: where its name starts in `name` (after the directory
+    /// and its NUL), and the object's (device, inode).
+    name_at: AtomicU32,
     dev: AtomicU64,
     ino: AtomicU64,
     /// The process that registered the name: only it may unlink it.
@@ -69,7 +69,7 @@ static SLOTS: [Slot; CAPACITY] = [const {
     Slot {
         state: AtomicU32::new(FREE),
         kind: AtomicU32::new(SHM),
-        dir: AtomicI32::new(-1),
+        name_at: AtomicU32::new(0),
         dev: AtomicU64::new(0),
         ino: AtomicU64::new(0),
         owner: AtomicI32::new(0),
@@ -86,25 +86,29 @@ pub(crate) fn register(bare: &str) -> Option<usize> {
     register_bytes(&name, SHM, |_| {})
 }
 
-/// Registers the file `name` in the directory `dir` (whose descriptor the
-/// slot keeps until it is freed), the object `identity`; `None` when the
-/// registry is full or the name too long (`dir` is closed then).
-pub(crate) fn register_file(dir: OwnedFd, name: &std::ffi::OsStr, identity: (u64, u64)) -> Option<usize> {
+/// Registers the file `name` in the directory `dir` (an absolute path),
+/// the object `identity`; `None` when the registry is full or the path too
+/// long.
+pub(crate) fn register_file(
+    dir: &std::path::Path,
+    name: &std::ffi::OsStr,
+    identity: (u64, u64),
+) -> Option<usize> {
     use std::os::unix::ffi::OsStrExt;
-    let bytes = name.as_bytes();
-    if bytes.contains(&0) {
+    let (dir, name) = (dir.as_os_str().as_bytes(), name.as_bytes());
+    if !dir.starts_with(b"/") || dir.contains(&0) || name.contains(&0) {
         return None;
     }
-    let fd = dir.into_raw_fd();
-    let index = register_bytes(bytes, FILE, |slot| {
-        slot.dir.store(fd, Ordering::Relaxed);
+    let mut bytes = Vec::with_capacity(dir.len() + name.len() + 1);
+    bytes.extend_from_slice(dir);
+    bytes.push(0);
+    bytes.extend_from_slice(name);
+    let name_at = (dir.len() + 1) as u32;
+    register_bytes(&bytes, FILE, |slot| {
+        slot.name_at.store(name_at, Ordering::Relaxed);
         slot.dev.store(identity.0, Ordering::Relaxed);
         slot.ino.store(identity.1, Ordering::Relaxed);
-    });
-    if index.is_none() {
-        crate::os::close_raw(fd);
-    }
-    index
+    })
 }
 
 fn register_bytes(bytes: &[u8], kind: u32, extra: impl FnOnce(&Slot)) -> Option<usize> {
@@ -132,22 +136,17 @@ fn register_bytes(bytes: &[u8], kind: u32, extra: impl FnOnce(&Slot)) -> Option<
     None
 }
 
-/// Frees slot `index` (the segment was dropped, unlinked or persisted),
-/// closing a file's directory descriptor.
+/// Frees slot `index` (the segment was dropped, unlinked or persisted).
 pub(crate) fn unregister(index: usize) {
     if let Some(slot) = SLOTS.get(index) {
-        let dir = slot.dir.swap(-1, Ordering::Relaxed);
         slot.state.store(FREE, Ordering::Release);
-        if dir >= 0 {
-            crate::os::close_raw(dir);
-        }
     }
 }
 
 /// Unlinks every name the calling process registered (never one that a
 /// parent registered before forking it). Async-signal-safe: it only reads
-/// static memory and calls `getpid`, `shm_unlink`, `fstatat` and
-/// `unlinkat`. For signal handlers;
+/// static memory and calls `getpid`, `shm_unlink`, `open`, `fstatat`,
+/// `unlinkat` and `close`. For signal handlers;
 /// a normal program never needs it.
 pub fn unlink_registered() {
     let me = crate::os::getpid();
@@ -160,11 +159,9 @@ pub fn unlink_registered() {
             unsafe {
                 if slot.kind.load(Ordering::Relaxed) == FILE {
                     let identity = (slot.dev.load(Ordering::Relaxed), slot.ino.load(Ordering::Relaxed));
-                    crate::os::unlink_at_if_raw(
-                        slot.dir.load(Ordering::Relaxed),
-                        slot.name.get().cast::<u8>(),
-                        identity,
-                    );
+                    let base = slot.name.get().cast::<u8>();
+                    let at = (slot.name_at.load(Ordering::Relaxed) as usize).min(NAME_BYTES - 1);
+                    crate::os::unlink_in_dir_if_raw(base, base.add(at), identity);
                 } else {
                     crate::os::shm_unlink_raw(slot.name.get().cast::<u8>());
                 }
@@ -180,11 +177,6 @@ pub fn unlink_registered() {
 pub fn forget_registered() {
     for slot in &SLOTS {
         slot.state.store(FREE, Ordering::Relaxed);
-        // The child's copy of a file's directory descriptor.
-        let dir = slot.dir.swap(-1, Ordering::Relaxed);
-        if dir >= 0 {
-            crate::os::close_raw(dir);
-        }
     }
 }
 

@@ -390,37 +390,36 @@ pub(crate) unsafe fn shm_unlink_raw(name: *const u8) {
     unsafe { libc::shm_unlink(name.cast::<libc::c_char>()) };
 }
 
-/// Removes `name` from the directory `dir` if it still names the object
-/// `identity` (`fstatat` without following, then `unlinkat`). For signal
-/// handlers: async-signal-safe, allocates nothing.
+/// Removes `name` from the directory at the absolute path `dir` if it
+/// still names the object `identity`: opens the directory (not following
+/// a symbolic link in its last component), `fstatat` without following,
+/// `unlinkat`, `close`. For signal handlers: async-signal-safe, allocates
+/// nothing.
 ///
 /// # Safety
-/// `name` points to a NUL-terminated string.
-pub(crate) unsafe fn unlink_at_if_raw(dir: libc::c_int, name: *const u8, identity: (u64, u64)) {
-    if dir < 0 {
-        return;
-    }
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: `name` is NUL-terminated (the caller), `st` is valid for
-    // writes of one `stat`; fstatat and unlinkat are async-signal-safe.
+/// `dir` and `name` point to NUL-terminated strings.
+pub(crate) unsafe fn unlink_in_dir_if_raw(dir: *const u8, name: *const u8, identity: (u64, u64)) {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: both strings are NUL-terminated (the caller); `st` is valid
+    // for writes of one `stat`; open, fstatat, unlinkat and close are
+    // async-signal-safe.
     unsafe {
+        let fd = libc::open(dir.cast::<libc::c_char>(), flags);
+        if fd < 0 {
+            return;
+        }
         let c = name.cast::<libc::c_char>();
-        if libc::fstatat(dir, c, st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) == 0 {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        if libc::fstatat(fd, c, st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) == 0 {
             let st = st.assume_init();
             #[allow(clippy::unnecessary_cast)] // the field types differ between targets
             let found = (st.st_dev as u64, st.st_ino as u64);
             if found == identity {
-                libc::unlinkat(dir, c, 0);
+                libc::unlinkat(fd, c, 0);
             }
         }
+        libc::close(fd);
     }
-}
-
-/// Closes a raw descriptor, ignoring errors. Async-signal-safe.
-pub(crate) fn close_raw(fd: libc::c_int) {
-    // SAFETY: closing a descriptor the caller owns; close is
-    // async-signal-safe.
-    unsafe { libc::close(fd) };
 }
 
 fn owned_fd(fd: libc::c_int) -> io::Result<OwnedFd> {

@@ -646,6 +646,9 @@ _POOLS = weakref.WeakSet()
 def _forget_pools_in_child():
     for state in list(_POOLS):
         state.forget_in_child()
+    # The helper thread does not exist in the child: start afresh.
+    global _SPAWNER
+    _SPAWNER = _Spawner()
 
 
 if hasattr(os, "register_at_fork"):

@@ -101,6 +101,21 @@ pub struct Backend {
     kind: BackendKind,
     workers: usize,
     engine: Engine,
+    /// The process's thread count before the threads backend started its
+    /// rayon threads: dropping it waits for them to be gone, so a pool
+    /// built right after may fork.
+    threads_before: Option<usize>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Engine::Threads(threads) = std::mem::replace(&mut self.engine, Engine::Serial) {
+            // Dropping the rayon pool tells its threads to exit; they do
+            // on their own, soon.
+            drop(threads);
+            sys::await_thread_count(self.threads_before);
+        }
+    }
 }
 
 impl fmt::Debug for Backend {
@@ -133,6 +148,7 @@ impl Backend {
                 max: crate::MAX_POOL_WORKERS,
             });
         }
+        let threads_before = sys::thread_count();
         let engine = match kind {
             BackendKind::Processes => Engine::Processes(Box::new(builder.workers(workers).build()?)),
             BackendKind::Threads => Engine::Threads(
@@ -147,6 +163,7 @@ impl Backend {
             kind,
             workers,
             engine,
+            threads_before,
         })
     }
 

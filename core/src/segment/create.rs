@@ -357,6 +357,18 @@ impl Segment {
 
     /// [`create_object`](Self::create_object) for a file-backed segment.
     fn create_file(location: &Location, lock_offset: u64) -> Result<(File, CreationGuard)> {
+        // A relative path is made absolute now: the handle, its drop and
+        // the signal handler must find this file after a `chdir`.
+        let absolute;
+        let location = match location {
+            Location::File(path) if path.is_relative() => {
+                let cwd = std::env::current_dir()
+                    .map_err(|e| open_error(location, "find the working directory for", e))?;
+                absolute = Location::File(cwd.join(path));
+                &absolute
+            }
+            other => other,
+        };
         let place = Place::of(location)?;
         let (file, cleanup_slot, identity) = {
             // A signal between the creation and the registration would
@@ -371,11 +383,14 @@ impl Segment {
                     return Err(open_error(location, "fstat", e));
                 }
             };
-            (
-                file,
-                cleanup::register_file(dir, place.name(), identity),
-                identity,
-            )
+            drop(dir);
+            let slot = match location {
+                Location::File(path) => path
+                    .parent()
+                    .and_then(|parent| cleanup::register_file(parent, place.name(), identity)),
+                Location::Shm(_) => None,
+            };
+            (file, slot, identity)
         };
         let guard = CreationGuard {
             location: location.clone(),

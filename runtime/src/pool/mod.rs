@@ -275,14 +275,18 @@ impl Pool {
     /// ```
     ///
     /// # Errors
-    /// As a job's, if a worker died meanwhile.
+    /// As a job's, if a worker died meanwhile; [`Error::PoolBroken`] for a
+    /// broken pool.
     pub fn release_unused(&self) -> Result<()> {
         if crate::sys::getpid() != self.owner {
             return Err(Error::PoolBroken {
                 reason: "this pool belongs to the process that built it, not to a forked copy of it".into(),
             });
         }
-        self.lock().release_unused(self.workers)
+        let mut inner = self.lock();
+        // A cancel requested while no job ran applies to none.
+        self.cancel.store(false, Ordering::Relaxed);
+        inner.release_unused(self.workers)
     }
 
     /// A handle that cancels this pool's job in progress from another

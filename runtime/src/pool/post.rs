@@ -96,13 +96,22 @@ impl Inner {
     /// longer holds, now rather than with the next job; posts nothing if
     /// there are none.
     pub(crate) fn release_unused(&mut self, workers: usize) -> Result<()> {
-        if self.broken.is_some() {
-            return Ok(());
+        if let Some(reason) = &self.broken {
+            return Err(Error::PoolBroken {
+                reason: reason.clone(),
+            });
         }
+        // At most EVICT_MAX a post: as many posts as it takes.
+        while self.release_some(workers)? {}
+        Ok(())
+    }
+
+    /// One eviction-only post; whether there was anything to release.
+    fn release_some(&mut self, workers: usize) -> Result<bool> {
         let desc = &mut *self.desc;
         let nevict = evictions(&mut self.sent, &[], &mut desc.evict);
         if nevict == 0 {
-            return Ok(());
+            return Ok(false);
         }
         desc.nevict = nevict;
         desc.how = how::EVICT;
@@ -120,7 +129,7 @@ impl Inner {
         unsafe { control.job.get().write(*self.desc) };
         control.post.post();
         let outcome = self.wait_job(workers, &[]);
-        self.finish(outcome, 0, workers, true).map(drop)
+        self.finish(outcome, 0, workers, true).map(|_| true)
     }
 
     /// Writes the job descriptor and parameters and resets the per-job
