@@ -289,6 +289,20 @@ class _Worker:
         self.stop(0)
 
 
+def _refuse_at_main_top_level():
+    """In a Python worker importing the program's main module: raises if
+    the caller runs at the top level of that module itself (code a
+    `__main__` guard would have kept from running again), not in a library
+    it imports."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>":
+            if frame.f_globals.get("__name__") == "__mp_main__":
+                raise Error(_shmpar._bootstrapping())
+            return
+        frame = frame.f_back
+
+
 class _PoolState:
     """Everything a pool owns, so a finalizer can release it without the pool."""
 
@@ -310,6 +324,7 @@ class _PoolState:
         self.check()
         # One server, however many threads ask at once.
         with self.server_lock:
+            self.check()  # closed meanwhile
             if self.client is None or self.client.closed:
                 self.stop_server()
                 self.start_server()
@@ -351,9 +366,9 @@ class _PoolState:
 
     def stop_server(self, timeout=5.0):
         client, server = self.client, self.server
-        self.client = self.server = None
         if client is not None:
-            client.close()
+            client.close()  # waits for another thread's request to end
+        self.client = self.server = None
         if server is not None:
             workers = _children(server.pid)
             killed = _stop(server, timeout)
@@ -367,12 +382,14 @@ class _PoolState:
                     time.sleep(0.005)
                 _shmpar._remove_orphans_of(server.pid)
 
-    def after_kernel_call(self):
-        """After a kernel call raised: a server that died, or whose reply we
-        stopped waiting for (Ctrl-C), is stopped and replaced next time."""
-        if self.client is not None and self.client.closed:
-            # Its job, if any, is abandoned: no need to let it finish.
-            self.stop_server(timeout=0)
+    def after_kernel_call(self, client):
+        """After a kernel call on ``client`` raised: a server that died, or
+        whose reply we stopped waiting for (Ctrl-C), is stopped and
+        replaced next time (unless another thread replaced it already)."""
+        with self.server_lock:
+            if self.client is client and client.closed:
+                # Its job, if any, is abandoned: no need to let it finish.
+                self.stop_server(timeout=0)
 
     # ---- the Python workers ----
 
@@ -598,22 +615,25 @@ class _PoolState:
             raise Error("this pool belongs to the process that created it, not to a forked copy of it")
 
     def close(self):
-        if self.closed or os.getpid() != self.owner:
+        """Stops and reaps every worker. Waits for a job another thread
+        runs on the pool to end; new ones are refused from the start.
+        Idempotent, and if interrupted (Ctrl-C) a later call finishes."""
+        if os.getpid() != self.owner:
             return
         self.closed = True
-        workers = [w for w in self.python if w is not None]
-        self.python = [None] * self.workers
-        for w in workers:
-            if w.job_fd is not None:
-                os.close(w.job_fd)  # end of file: the worker exits
-                w.job_fd = None
-        self.stop_server()
-        for w in workers:
-            w.stop(2.0)
-        if self.control is not None:
-            self.control.unlink()
-            self.control = None
-
+        with self.jobs, self.server_lock:
+            for w in self.python:
+                if w is not None and w.job_fd is not None:
+                    os.close(w.job_fd)  # end of file: the worker exits
+                    w.job_fd = None
+            self.stop_server()
+            for rank, w in enumerate(self.python):
+                if w is not None:
+                    w.stop(2.0)
+                    self.python[rank] = None
+            if self.control is not None:
+                self.control.unlink()
+                self.control = None
 
 def _remote_exception(rank, message):
     _, payload, summary, tb = message
@@ -687,9 +707,8 @@ class Pool:
             raise TypeError(f"workers must be an int, not {type(workers).__name__}")
         if not 1 <= workers <= MAX_WORKERS:
             raise Error(f"a pool has 1 to {MAX_WORKERS} workers, not {workers}")
-        message = _shmpar._bootstrapping()
-        if message is not None:
-            raise Error(message)
+        if _shmpar._bootstrapping() is not None:
+            _refuse_at_main_top_level()
         self._state = _PoolState(workers)
         _POOLS.add(self._state)
         self._finalizer = weakref.finalize(self, self._state.close)
@@ -699,24 +718,33 @@ class Pool:
         """Number of workers of each kind."""
         return self._state.workers
 
+    def _kernel_call(self, call):
+        for attempt in (1, 2):
+            client = self._state.kernels()
+            try:
+                return call(client)
+            except _shmpar._ServerStopped:
+                # Closed before this request: by close() (then say so), or
+                # after another thread's request was interrupted (then a
+                # new server takes it, once).
+                if self._state.closed:
+                    raise Error("the pool is closed") from None
+                if attempt == 2:
+                    raise WorkerFailed("the kernel server was stopped twice in a row") from None
+            except BaseException:
+                self._state.after_kernel_call(client)
+                if self._state.closed:
+                    raise Error("the pool was closed while the kernel ran") from None
+                raise
+
     def run(self, spec, array):
         """Runs the catalog's elementwise kernel ``spec`` in place on
         ``array``, split by rows among the workers."""
-        client = self._state.kernels()
-        try:
-            client.run(spec, array)
-        except BaseException:
-            self._state.after_kernel_call()
-            raise
+        self._kernel_call(lambda client: client.run(spec, array))
 
     def reduce(self, spec, array):
         """Returns the catalog reduction ``spec`` of ``array``."""
-        client = self._state.kernels()
-        try:
-            return client.reduce(spec, array)
-        except BaseException:
-            self._state.after_kernel_call()
-            raise
+        return self._kernel_call(lambda client: client.reduce(spec, array))
 
     def map_chunks(self, func, array):
         """Returns ``[func(ctx, chunk) for each worker]``, computed in the
@@ -724,8 +752,10 @@ class Pool:
         return self._state.map_chunks(func, array)
 
     def close(self):
-        """Stops and reaps every worker. Idempotent."""
-        self._finalizer()
+        """Stops and reaps every worker (after a job another thread runs on
+        the pool). Idempotent."""
+        self._state.close()
+        self._finalizer.detach()
 
     def __enter__(self):
         return self

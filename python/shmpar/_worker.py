@@ -17,7 +17,10 @@ the pickled result, or the exception. Nothing else is copied.
 import os
 import pickle
 import select
+import signal
 import sys
+import threading
+import time
 import traceback
 
 from . import _shmpar, _wire
@@ -26,6 +29,8 @@ from ._pool import Context, _Aborted
 
 # How often an idle worker looks for arrays whose names are gone.
 IDLE_EVICT_SECONDS = 0.5
+# How often a worker checks that its parent lives.
+WATCH_SECONDS = 0.5
 
 
 def _prepare(data):
@@ -127,8 +132,20 @@ def _run_job(job, arrays, controls, functions):
         return _error_message(exc)
 
 
+def _watch_parent(parent):
+    """The parent-death signal is SIGTERM (so shmpar's handler can remove
+    arrays a function created here); a function that ignores or handles
+    SIGTERM would keep this worker alive without its parent. This thread
+    ends it with SIGKILL a moment after the parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(WATCH_SECONDS)
+    time.sleep(WATCH_SECONDS)  # SIGTERM's turn first
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main(job_fd, result_fd, parent):
     _shmpar._die_with_parent(parent)
+    threading.Thread(target=_watch_parent, args=(parent,), name="shmpar-parent-watch", daemon=True).start()
     message = _wire.recv(job_fd)
     if message is None:
         return

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ndarray::{ArrayView, IxDyn};
 use numpy::{PyArray, PyArrayDescr, PyArrayDescrMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyInt, PySequence, PyString, PyTuple};
 use shmpar_core::{DType, Segment, SegmentOptions};
 
 use crate::errors::{self, Error};
@@ -128,6 +128,9 @@ fn shape_of(shape: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
         return Err(wrong());
     }
     let axis = |item: &Bound<'_, PyAny>| -> PyResult<i64> {
+        if item.is_instance_of::<PyBool>() {
+            return Err(wrong());
+        }
         match item.extract::<i64>() {
             Ok(n) => Ok(n),
             Err(_) if item.is_instance_of::<PyInt>() => Err(Error::new_err(format!(
@@ -140,6 +143,11 @@ fn shape_of(shape: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
     let axes: Vec<i64> = if shape.is_instance_of::<PyInt>() || shape.extract::<i64>().is_ok() {
         vec![axis(shape)?]
     } else {
+        // A sequence (list, tuple, array), as NumPy takes: not a mapping,
+        // a set or a one-shot iterator.
+        if shape.cast::<PySequence>().is_err() {
+            return Err(wrong());
+        }
         let Ok(items) = shape.try_iter() else {
             return Err(wrong());
         };
@@ -209,7 +217,12 @@ impl SharedArray {
         dtype: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SharedArray> {
         if BOOTSTRAPPING.load(Ordering::Relaxed) {
-            return Err(Error::new_err(BOOTSTRAP_MESSAGE));
+            // Refused only at the top level of the main module itself (what
+            // a `__main__` guard keeps from running again), not in a
+            // library that module imports.
+            py.import("shmpar._pool")?
+                .getattr("_refuse_at_main_top_level")?
+                .call0()?;
         }
         let shape = shape_of(shape)?;
         let dtype = dtype_of(py, dtype)?;

@@ -20,6 +20,14 @@ create_exception!(
     "A worker process died (killed, crashed) or its kernel failed, so the job did not finish."
 );
 
+create_exception!(
+    shmpar,
+    ServerStopped,
+    Error,
+    "Internal: the kernel server's pipes were closed before this request (by `close`, or after \
+     another thread's request was interrupted); the pool starts a new server and tries again."
+);
+
 /// A core error as `shmpar.Error`.
 pub(crate) fn core(error: shmpar_core::Error) -> PyErr {
     Error::new_err(error.to_string())

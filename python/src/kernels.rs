@@ -37,9 +37,9 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use ndarray::{ArrayView, ArrayViewMut, IxDyn};
@@ -52,7 +52,7 @@ use shmpar_kernels::catalog::{AnyPartial, BuiltinReduction, Elementwise, Reducti
 use shmpar_kernels::reduce::{Reduction, UnaryReduction};
 
 use crate::array::{SharedArray as PySharedArray, numpy_name};
-use crate::errors::{Error, WorkerFailed};
+use crate::errors::{Error, ServerStopped, WorkerFailed};
 use crate::os;
 
 /// How often a waiting client looks for Python signals (Ctrl-C).
@@ -199,32 +199,73 @@ fn check_rows(shape: &[usize]) -> Result<(), String> {
     Ok(())
 }
 
-fn run_kernel(pool: &Pool, spec: &str, name: &str) -> Result<(), Failure> {
+/// A job's array, as the server keeps it between jobs.
+enum Cached {
+    F32(SharedArray<f32, IxDyn>),
+    F64(SharedArray<f64, IxDyn>),
+}
+
+/// The arrays the server has attached, by name, kept while the name still
+/// names the same object: so the pool's workers keep their mappings (and
+/// page tables) of an array between jobs, as for a Rust program that holds
+/// its arrays, and let go of it once its name is gone (unlinked, dropped
+/// by its creator), not at the next job on another array.
+#[derive(Default)]
+struct Arrays(std::collections::HashMap<String, ((u64, u64), Cached)>);
+
+/// (device, inode) that `/dev/shm/NAME` names now, if anything.
+fn named_identity(name: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(std::path::Path::new("/dev/shm").join(name)).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+impl Arrays {
+    /// The array `name` names now, attached once.
+    fn get(&mut self, name: &str) -> Result<&mut Cached, Failure> {
+        let stale = match self.0.get(name) {
+            Some((identity, _)) => named_identity(name) != Some(*identity),
+            None => true,
+        };
+        if stale {
+            self.0.remove(name);
+            let segment = Segment::open(name)?;
+            check_rows(segment.shape()).map_err(Failure::Refused)?;
+            let identity = segment.identity();
+            let cached = match segment.dtype() {
+                DType::F32 => Cached::F32(SharedArray::from_segment(segment)?),
+                DType::F64 => Cached::F64(SharedArray::from_segment(segment)?),
+                other => return Err(not_float(other)),
+            };
+            self.0.insert(name.to_owned(), (identity, cached));
+        }
+        match self.0.get_mut(name) {
+            Some((_, cached)) => Ok(cached),
+            None => Err(Failure::Refused(format!("{name}: attached and lost at once"))),
+        }
+    }
+
+    /// Drops the arrays whose names are gone or name other objects now.
+    fn drop_gone(&mut self) {
+        self.0.retain(|name, (identity, _)| named_identity(name) == Some(*identity));
+    }
+}
+
+fn run_kernel(pool: &Pool, arrays: &mut Arrays, spec: &str, name: &str) -> Result<(), Failure> {
     let kernel: Elementwise = spec
         .parse()
         .map_err(|e: shmpar_kernels::Error| Failure::Refused(e.to_string()))?;
-    let segment = Segment::open(name)?;
-    check_rows(segment.shape()).map_err(Failure::Refused)?;
-    match segment.dtype() {
-        DType::F32 => {
-            let mut a = SharedArray::<f32, IxDyn>::from_segment(segment)?;
-            pool.run(&mut a, Serde(kernel), apply_f32)?;
-        }
-        DType::F64 => {
-            let mut a = SharedArray::<f64, IxDyn>::from_segment(segment)?;
-            pool.run(&mut a, Serde(kernel), apply_f64)?;
-        }
-        other => return Err(not_float(other)),
+    match arrays.get(name)? {
+        Cached::F32(a) => pool.run(a, Serde(kernel), apply_f32)?,
+        Cached::F64(a) => pool.run(a, Serde(kernel), apply_f64)?,
     }
     Ok(())
 }
 
-fn reduce_array(pool: &Pool, spec: &str, name: &str) -> Result<ReductionValue, Failure> {
+fn reduce_array(pool: &Pool, arrays: &mut Arrays, spec: &str, name: &str) -> Result<ReductionValue, Failure> {
     let reduction: BuiltinReduction = spec
         .parse()
         .map_err(|e: shmpar_kernels::Error| Failure::Refused(e.to_string()))?;
-    let segment = Segment::open(name)?;
-    check_rows(segment.shape()).map_err(Failure::Refused)?;
     let combine = |x: Partial, y: Partial| {
         Serde(match (x.0, y.0) {
             (Ok(x), Ok(y)) => Ok(reduction.combine(x, y)),
@@ -233,16 +274,9 @@ fn reduce_array(pool: &Pool, spec: &str, name: &str) -> Result<ReductionValue, F
     };
     // The spec travels as text and is parsed again in each worker.
     let params = Serde(reduction.to_string());
-    let partial = match segment.dtype() {
-        DType::F32 => {
-            let a = SharedArray::<f32, IxDyn>::from_segment(segment)?;
-            pool.map_reduce_with(&a, params, partial_f32, combine)?
-        }
-        DType::F64 => {
-            let a = SharedArray::<f64, IxDyn>::from_segment(segment)?;
-            pool.map_reduce_with(&a, params, partial_f64, combine)?
-        }
-        other => return Err(not_float(other)),
+    let partial = match arrays.get(name)? {
+        Cached::F32(a) => pool.map_reduce_with(&*a, params, partial_f32, combine)?,
+        Cached::F64(a) => pool.map_reduce_with(&*a, params, partial_f64, combine)?,
     };
     let partial = partial.0.map_err(Failure::Refused)?;
     reduction
@@ -250,10 +284,11 @@ fn reduce_array(pool: &Pool, spec: &str, name: &str) -> Result<ReductionValue, F
         .map_err(|e| Failure::Refused(e.to_string()))
 }
 
-fn answer(pool: &Pool, request: Request) -> Reply {
+fn answer(pool: &Pool, arrays: &mut Arrays, request: Request) -> Reply {
+    arrays.drop_gone();
     let outcome = match request {
-        Request::Run { spec, name } => run_kernel(pool, &spec, &name).map(|()| Reply::Done),
-        Request::Reduce { spec, name } => reduce_array(pool, &spec, &name).map(Reply::Value),
+        Request::Run { spec, name } => run_kernel(pool, arrays, &spec, &name).map(|()| Reply::Done),
+        Request::Reduce { spec, name } => reduce_array(pool, arrays, &spec, &name).map(Reply::Value),
     };
     outcome.unwrap_or_else(|failure| match failure {
         Failure::Refused(message) => Reply::Failed {
@@ -288,17 +323,19 @@ fn serve(input: &mut File, output: &mut File, workers: usize) -> io::Result<()> 
         // The client stopped waiting before the pool ran.
         return Ok(());
     }
+    let mut arrays = Arrays::default();
     loop {
-        // While idle, the workers let go of arrays the server no longer
-        // holds (each job's array is dropped after the job), so a user's
-        // dropped array frees its memory now, not at the next job.
+        // While idle, the server drops the arrays whose names are gone and
+        // the workers let go of them, so a user's dropped array frees its
+        // memory now, not at the next job.
         while !os::wait_readable(input.as_raw_fd(), IDLE_RELEASE)? {
+            arrays.drop_gone();
             let _ = pool.release_unused();
         }
         let Some(request) = read_message::<Request>(input)? else {
             break;
         };
-        if write_message(output, &answer(&pool, request)).is_err() {
+        if write_message(output, &answer(&pool, &mut arrays, request)).is_err() {
             // The client stopped waiting (Ctrl-C) and closed its end.
             break;
         }
@@ -370,7 +407,10 @@ pub(crate) fn check_spec(kind: &str, spec: &str) -> PyResult<()> {
 
 /// Why an exchange with the server did not bring a reply.
 enum Lost {
-    /// The pipes were closed earlier, or the server died now.
+    /// The pipes were closed earlier (by `close`, or after another
+    /// thread's request failed): a new server may serve the request.
+    Stopped,
+    /// The server died now.
     Gone(String),
     /// A Python signal handler raised (Ctrl-C): the request was abandoned.
     Interrupted(PyErr),
@@ -378,38 +418,91 @@ enum Lost {
 
 /// The user process's end of the kernel server's pipes (internal to the
 /// package: `shmpar.Pool` starts the server and hands the pipes over).
+///
+/// The descriptors live in atomics, not behind the lock, so a child forked
+/// while another thread holds the lock can still close its copies; the
+/// lock only serializes requests (one at a time on the pipes) and is
+/// waited for with the GIL released and Python signals checked, so
+/// neither a second thread nor Ctrl-C waits on it blindly.
 #[pyclass(frozen, module = "shmpar._shmpar", name = "_KernelClient")]
 pub(crate) struct KernelClient {
-    /// (to the server, from the server); `None` once closed or broken.
-    /// Held for a whole request, with the GIL released: never lock it
-    /// while holding the GIL (the request takes the GIL to check for
-    /// signals, and the two would wait for each other).
-    pipes: Mutex<Option<(File, File)>>,
-    /// Set once the pipes are closed or broken: readable without the lock.
-    closed: AtomicBool,
+    /// One request at a time.
+    turn: Mutex<()>,
+    /// To the server, from the server; -1 once closed or broken.
+    to: AtomicI32,
+    from: AtomicI32,
     pid: i32,
 }
 
+impl Drop for KernelClient {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
 impl KernelClient {
+    /// Closes both pipes (once; later calls find -1).
+    fn shut(&self) {
+        for fd in [&self.to, &self.from] {
+            let fd = fd.swap(-1, Ordering::AcqRel);
+            if fd >= 0 {
+                // SAFETY: the client owned `fd` (the Python side handed it
+                // over and never uses it again), and the swap above makes
+                // this the only close.
+                drop(unsafe { File::from_raw_fd(fd) });
+            }
+        }
+    }
+
+    /// Takes the request lock, checking for Python signals every tick
+    /// while another thread holds it.
+    fn take_turn(&self) -> Result<std::sync::MutexGuard<'_, ()>, PyErr> {
+        loop {
+            match self.turn.try_lock() {
+                Ok(guard) => return Ok(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    for _ in 0..TICK.as_millis() {
+                        std::thread::sleep(Duration::from_millis(1));
+                        if let Ok(guard) = self.turn.try_lock() {
+                            return Ok(guard);
+                        }
+                    }
+                    Python::attach(|py| py.check_signals())?;
+                }
+            }
+        }
+    }
+
     /// Sends `request` (if any) and waits for the reply with the GIL
     /// released, checking for Python signals every tick. A lost server or
     /// an interrupted wait closes the pipes: the client is then broken.
     fn exchange(&self, py: Python<'_>, request: Option<&Request>) -> Result<Reply, Lost> {
         py.detach(|| {
-            let mut pipes = self.pipes.lock().unwrap_or_else(|p| p.into_inner());
-            let Some((to, from)) = pipes.as_mut() else {
-                return Err(Lost::Gone("the kernel server was stopped".into()));
+            let _turn = self.take_turn().map_err(Lost::Interrupted)?;
+            let (to, from) = (self.to.load(Ordering::Acquire), self.from.load(Ordering::Acquire));
+            if to < 0 || from < 0 {
+                return Err(Lost::Stopped);
+            }
+            // SAFETY: both descriptors stay open while we hold the turn:
+            // only `shut` closes them, and every caller of `shut` but the
+            // forked child's `_close_in_child` and `Drop` (neither runs
+            // while a request is in flight in this process) holds the turn.
+            let (mut to, mut from) = unsafe {
+                (
+                    std::mem::ManuallyDrop::new(File::from_raw_fd(to)),
+                    std::mem::ManuallyDrop::new(File::from_raw_fd(from)),
+                )
             };
             let died = |what: &str| {
+                self.shut();
                 Lost::Gone(format!(
                     "the kernel server (pid {}) died {what}; the pool starts a new one for the next job",
                     self.pid
                 ))
             };
             if let Some(request) = request {
-                if write_message(to, request).is_err() {
-                    *pipes = None;
-                    self.closed.store(true, Ordering::Relaxed);
+                if write_message(&mut to, request).is_err() {
                     return Err(died("before it took the job"));
                 }
             }
@@ -418,25 +511,16 @@ impl KernelClient {
                     Ok(true) => break,
                     Ok(false) => {
                         if let Err(e) = Python::attach(|py| py.check_signals()) {
-                            *pipes = None;
-                            self.closed.store(true, Ordering::Relaxed);
+                            self.shut();
                             return Err(Lost::Interrupted(e));
                         }
                     }
-                    Err(_) => {
-                        *pipes = None;
-                        self.closed.store(true, Ordering::Relaxed);
-                        return Err(died("(its pipe failed)"));
-                    }
+                    Err(_) => return Err(died("(its pipe failed)")),
                 }
             }
-            match read_message::<Reply>(from) {
+            match read_message::<Reply>(&mut from) {
                 Ok(Some(reply)) => Ok(reply),
-                Ok(None) | Err(_) => {
-                    *pipes = None;
-                    self.closed.store(true, Ordering::Relaxed);
-                    Err(died("while it ran the job"))
-                }
+                Ok(None) | Err(_) => Err(died("while it ran the job")),
             }
         })
     }
@@ -452,6 +536,7 @@ impl KernelClient {
                 message,
             }) => Err(Error::new_err(message)),
             Ok(reply) => Ok(reply),
+            Err(Lost::Stopped) => Err(ServerStopped::new_err("the kernel server was stopped")),
             Err(Lost::Gone(message)) => Err(WorkerFailed::new_err(message)),
             Err(Lost::Interrupted(e)) => Err(e),
         }
@@ -494,9 +579,11 @@ impl KernelClient {
     fn new(to_server: i32, from_server: i32, pid: i32) -> PyResult<KernelClient> {
         let to = os::adopt_fd(to_server).map_err(|e| Error::new_err(e.to_string()))?;
         let from = os::adopt_fd(from_server).map_err(|e| Error::new_err(e.to_string()))?;
+        use std::os::fd::IntoRawFd;
         Ok(KernelClient {
-            pipes: Mutex::new(Some((to, from))),
-            closed: AtomicBool::new(false),
+            turn: Mutex::new(()),
+            to: AtomicI32::new(to.into_raw_fd()),
+            from: AtomicI32::new(from.into_raw_fd()),
             pid,
         })
     }
@@ -514,6 +601,7 @@ impl KernelClient {
                 "the kernel server (pid {}) exited before its pool started (its error output says why)",
                 self.pid
             ))),
+            Err(Lost::Stopped) => Err(Error::new_err("the pool was closed while its kernel server started")),
             Err(Lost::Interrupted(e)) => Err(e),
         }
     }
@@ -554,7 +642,7 @@ impl KernelClient {
     /// Whether the pipes are gone (closed, or the server died).
     #[getter]
     fn closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
+        self.to.load(Ordering::Acquire) < 0
     }
 
     /// The server's pid.
@@ -564,27 +652,28 @@ impl KernelClient {
     }
 
     /// Closes the pipes: the server stops its pool and exits. Waits (with
-    /// the GIL released) for a request another thread is making to end.
-    fn close(&self, py: Python<'_>) {
-        self.closed.store(true, Ordering::Relaxed);
-        py.detach(|| *self.pipes.lock().unwrap_or_else(|p| p.into_inner()) = None);
+    /// the GIL released, answering Ctrl-C) for a request another thread is
+    /// making to end.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let _turn = self.take_turn()?;
+            self.shut();
+            Ok(())
+        })
     }
 
     /// In a child forked from the client's process: closes this copy of
     /// the pipes, so the server still sees end of file when the parent
-    /// closes its own. Gives up if the lock was held at the fork (by a
-    /// thread that does not exist in the child).
+    /// closes its own, whatever thread held the request lock at the fork.
     fn _close_in_child(&self) {
-        self.closed.store(true, Ordering::Relaxed);
-        if let Ok(mut pipes) = self.pipes.try_lock() {
-            *pipes = None;
-        }
+        self.shut();
     }
 }
 
 impl From<Lost> for PyErr {
     fn from(lost: Lost) -> PyErr {
         match lost {
+            Lost::Stopped => ServerStopped::new_err("the kernel server was stopped"),
             Lost::Gone(message) => WorkerFailed::new_err(message),
             Lost::Interrupted(e) => e,
         }

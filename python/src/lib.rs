@@ -95,6 +95,7 @@ fn _shmpar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("Error", py.get_type::<errors::Error>())?;
     m.add("WorkerFailed", py.get_type::<errors::WorkerFailed>())?;
+    m.add("_ServerStopped", py.get_type::<errors::ServerStopped>())?;
     m.add_class::<array::SharedArray>()?;
     m.add_class::<segments::Scope>()?;
     m.add_class::<control::Control>()?;

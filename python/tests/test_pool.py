@@ -705,3 +705,133 @@ def test_concurrent_first_use_starts_one_kernel_server():
         for t in threads:
             t.join()
         assert len(kernel_servers() - before) == 1
+
+
+# ---- a third review's findings ----
+
+def rust_workers(pool):
+    return children_of(pool._state.server.pid)
+
+
+def test_rust_workers_keep_a_live_array_mapped_while_the_pool_idles():
+    with shmpar.Scope() as scope, shmpar.Pool(workers=2) as pool:
+        a = scope.create(100_000)
+        pool.reduce("sum", a)
+        time.sleep(1.2)  # past the idle release
+        for worker in rust_workers(pool):
+            with open(f"/proc/{worker}/maps") as f:
+                assert a.name in f.read(), "a live array was let go while idle"
+
+
+def spin_map(ctx, chunk):
+    return ctx.rank
+
+
+def test_close_from_another_thread_while_jobs_run_is_clean():
+    import threading
+
+    for kind in ("map_chunks", "reduce"):
+        with shmpar.Scope() as scope:
+            pool = shmpar.Pool(workers=2)
+            a = scope.create(1000)
+            errors = []
+
+            def loop():
+                try:
+                    while True:
+                        if kind == "map_chunks":
+                            pool.map_chunks(spin_map, a)
+                        else:
+                            pool.reduce("sum", a)
+                except shmpar.Error as exc:
+                    if "closed" not in str(exc):
+                        errors.append(exc)
+                except BaseException as exc:  # AttributeError, TypeError, OSError: the bug
+                    errors.append(exc)
+
+            user = threading.Thread(target=loop)
+            user.start()
+            time.sleep(0.3)
+            pool.close()
+            user.join(timeout=30)
+            assert not user.is_alive()
+            assert errors == [], errors
+            workers = [w for w in pool._state.python if w is not None]
+            assert workers == [] and pool._state.server is None
+
+
+def test_ctrl_c_while_waiting_for_another_threads_kernel_call(tmp_path):
+    # The server's workers are stopped, so thread B's reduce hangs; the
+    # main thread's reduce waits for B's turn and must still answer Ctrl-C;
+    # a call queued behind an interrupted one gets a new server.
+    script = tmp_path / "turns.py"
+    script.write_text(
+        "import os, signal, threading, time, shmpar\n"
+        "with shmpar.Scope() as s, shmpar.Pool(2) as p:\n"
+        "    a = s.create(1000); a.array[:] = 1.0\n"
+        "    p.reduce('sum', a)\n"
+        "    srv = p._state.server.pid\n"
+        "    kids = open(f'/proc/{srv}/task/{srv}/children').read().split()\n"
+        "    for k in kids: os.kill(int(k), signal.SIGSTOP)\n"
+        "    out = {}\n"
+        "    def b():\n"
+        "        out['b'] = p.reduce('sum', a)\n"
+        "    t = threading.Thread(target=b); t.start(); time.sleep(0.3)\n"
+        "    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "    start = time.monotonic()\n"
+        "    try:\n"
+        "        p.reduce('sum', a)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted after', round(time.monotonic() - start, 1), flush=True)\n"
+        "    for k in kids: os.kill(int(k), signal.SIGCONT)\n"
+        "    t.join(); print('b', out.get('b'), flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    assert lines and lines[0].startswith("interrupted after"), (out.stdout, out.stderr)
+    assert float(lines[0].split()[-1]) < 2.0
+    assert lines[1] == "b 1000.0", (out.stdout, out.stderr)
+
+
+def test_a_worker_that_ignores_sigterm_still_dies_with_its_parent(tmp_path):
+    script = tmp_path / "orphan.py"
+    script.write_text(
+        "import os, signal, time, shmpar\n"
+        "def stubborn(ctx, chunk):\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    with shmpar.Scope() as s, shmpar.Pool(2) as p:\n"
+        "        p.map_chunks(stubborn, s.create(10))\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(proc.stdout.readline()), int(proc.stdout.readline())]
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while pids_alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids_alive(workers) == []
+    shmpar.gc()  # the SIGKILLed parent's own arrays are orphans now
+
+
+def test_a_library_may_create_arrays_when_imported_by_a_guarded_program(tmp_path):
+    (tmp_path / "lib_with_table.py").write_text("import shmpar\nTABLE = shmpar.SharedArray.create(16)\n")
+    script = tmp_path / "guarded.py"
+    script.write_text(
+        "import shmpar, lib_with_table\n"
+        "def f(ctx, chunk):\n"
+        "    return ctx.rank\n"
+        "if __name__ == '__main__':\n"
+        "    with shmpar.Scope() as s, shmpar.Pool(2) as p:\n"
+        "        print(p.map_chunks(f, s.create(10)))\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.stdout.strip() == "[0, 1]", out.stderr
+
+
+@pytest.mark.parametrize("shape", [True, (True, 2), {3: 1}, iter([2, 2])])
+def test_shapes_numpy_refuses_are_refused(shape):
+    with pytest.raises(TypeError):
+        shmpar.SharedArray.create(shape)
