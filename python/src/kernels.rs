@@ -247,7 +247,8 @@ impl Arrays {
 
     /// Drops the arrays whose names are gone or name other objects now.
     fn drop_gone(&mut self) {
-        self.0.retain(|name, (identity, _)| named_identity(name) == Some(*identity));
+        self.0
+            .retain(|name, (identity, _)| named_identity(name) == Some(*identity));
     }
 }
 
@@ -601,7 +602,9 @@ impl KernelClient {
                 "the kernel server (pid {}) exited before its pool started (its error output says why)",
                 self.pid
             ))),
-            Err(Lost::Stopped) => Err(Error::new_err("the pool was closed while its kernel server started")),
+            Err(Lost::Stopped) => Err(Error::new_err(
+                "the pool was closed while its kernel server started",
+            )),
             Err(Lost::Interrupted(e)) => Err(e),
         }
     }
