@@ -176,6 +176,16 @@ def _spawn(boot, fds, args, flags=()):
     return _SPAWNER.start(boot, fds, args, flags)
 
 
+def _readable(fds, timeout):
+    """Those of ``fds`` that are readable (or at end of file) within
+    ``timeout`` seconds: poll, which takes descriptors of any number
+    (select stops at 1024)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(timeout * 1000)]
+
+
 def _how_it_ended(returncode):
     if returncode is None:
         return "it stopped answering"
@@ -263,13 +273,16 @@ class _Worker:
         return self.proc.poll() is None
 
     def stop(self, timeout):
-        if self.job_fd is not None:
-            os.close(self.job_fd)
-            self.job_fd = None
+        # Forget each descriptor before closing it: an interruption between
+        # the two must not leave a closed number to close again later
+        # (another file may have it by then).
+        fd, self.job_fd = self.job_fd, None
+        if fd is not None:
+            os.close(fd)
         _stop(self.proc, timeout)
-        if self.result_fd is not None:
-            os.close(self.result_fd)
-            self.result_fd = None
+        fd, self.result_fd = self.result_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def kill(self):
         """Stops the worker now: SIGTERM (shmpar's handler in the worker
@@ -303,6 +316,18 @@ def _refuse_at_main_top_level():
         frame = frame.f_back
 
 
+def _refuse_while_bootstrapping():
+    """No worker starts workers while it imports the program's main module
+    (a library that runs jobs at import would start them without end)."""
+    message = _shmpar._bootstrapping()
+    if message is not None:
+        raise Error(
+            "a shmpar.Pool worker is importing the main module of the program, and code run by that "
+            "import (the module itself or a library it imports) starts pool workers: start them "
+            'only from code under `if __name__ == "__main__":`'
+        )
+
+
 class _PoolState:
     """Everything a pool owns, so a finalizer can release it without the pool."""
 
@@ -331,6 +356,7 @@ class _PoolState:
             return self.client
 
     def start_server(self):
+        _refuse_while_bootstrapping()
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         try:
@@ -394,6 +420,7 @@ class _PoolState:
     # ---- the Python workers ----
 
     def ensure_python_workers(self):
+        _refuse_while_bootstrapping()
         started = []
         try:
             for rank, worker in enumerate(self.python):
@@ -436,8 +463,7 @@ class _PoolState:
                 for w in waiting.values():
                     w.kill()
                 raise Error(f"{len(waiting)} Python worker(s) did not start within {START_SECONDS:.0f} s")
-            readable, _, _ = select.select(list(waiting), [], [], min(timeout, 1.0))
-            for fd in readable:
+            for fd in _readable(list(waiting), min(timeout, 1.0)):
                 worker = waiting.pop(fd)
                 message = _wire.recv(fd)
                 if message is not None and message[0] == "ready":
@@ -562,7 +588,7 @@ class _PoolState:
                         # A message it sent before it ended is read; else
                         # its exit says enough (its end of file may be late
                         # if a child of it holds the pipe).
-                        readable, _, _ = select.select([worker.result_fd], [], [], 0)
+                        readable = _readable([worker.result_fd], 0)
                         settle(worker, _wire.recv(worker.result_fd) if readable else None)
                 if failure is not None and pending and time.monotonic() - failed_at > GRACE_SECONDS:
                     for worker in list(pending.values()):
@@ -614,26 +640,41 @@ class _PoolState:
         if os.getpid() != self.owner:
             raise Error("this pool belongs to the process that created it, not to a forked copy of it")
 
-    def close(self):
+    def close(self, wait=True):
         """Stops and reaps every worker. Waits for a job another thread
-        runs on the pool to end; new ones are refused from the start.
-        Idempotent, and if interrupted (Ctrl-C) a later call finishes."""
+        runs on the pool to end (``wait``; the finalizer at interpreter
+        exit stops such a job's workers instead); new ones are refused from
+        the start. Idempotent, and if interrupted (Ctrl-C) a later call
+        finishes."""
         if os.getpid() != self.owner:
             return
         self.closed = True
-        with self.jobs, self.server_lock:
+        if not self.jobs.acquire(blocking=wait):
+            # At interpreter exit, with a job still running in a daemon
+            # thread: stop the workers now rather than wait for it.
             for w in self.python:
-                if w is not None and w.job_fd is not None:
-                    os.close(w.job_fd)  # end of file: the worker exits
-                    w.job_fd = None
-            self.stop_server()
-            for rank, w in enumerate(self.python):
                 if w is not None:
-                    w.stop(2.0)
-                    self.python[rank] = None
-            if self.control is not None:
-                self.control.unlink()
-                self.control = None
+                    w.kill()
+            self.jobs.acquire()
+        try:
+            with self.server_lock:
+                self._release()
+        finally:
+            self.jobs.release()
+
+    def _release(self):
+        for w in self.python:
+            if w is not None and w.job_fd is not None:
+                fd, w.job_fd = w.job_fd, None
+                os.close(fd)  # end of file: the worker exits
+        self.stop_server()
+        for rank, w in enumerate(self.python):
+            if w is not None:
+                w.stop(2.0)
+                self.python[rank] = None
+        if self.control is not None:
+            self.control.unlink()
+            self.control = None
 
 def _remote_exception(rank, message):
     _, payload, summary, tb = message
@@ -711,7 +752,7 @@ class Pool:
             _refuse_at_main_top_level()
         self._state = _PoolState(workers)
         _POOLS.add(self._state)
-        self._finalizer = weakref.finalize(self, self._state.close)
+        self._finalizer = weakref.finalize(self, self._state.close, False)
 
     @property
     def workers(self):

@@ -162,10 +162,13 @@ def main(job_fd, result_fd, parent):
         return
     _wire.send(result_fd, ("ready", os.getpid()))
     arrays, controls, functions = _Arrays(), {}, {}
+    # poll, not select: the descriptor may be numbered past 1024.
+    idle = select.poll()
+    idle.register(job_fd, select.POLLIN)
     while True:
         # While idle, let go of arrays whose names are gone, so their
         # memory is freed when the user drops them, not at the next job.
-        while not select.select([job_fd], [], [], IDLE_EVICT_SECONDS)[0]:
+        while not idle.poll(IDLE_EVICT_SECONDS * 1000):
             arrays.evict(keep=None)
         job = _wire.recv(job_fd)
         if job is None or job[0] != "job":

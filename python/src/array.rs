@@ -252,6 +252,11 @@ impl SharedArray {
         &self.shape
     }
 
+    /// The segment's (device, inode).
+    pub(crate) fn identity(&self) -> (u64, u64) {
+        self.identity
+    }
+
     /// Where the segment lives and which object it is, for a scope.
     pub(crate) fn ownership(&self) -> (shmpar_core::Location, (u64, u64)) {
         (self.location.clone(), self.identity)

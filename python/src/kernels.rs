@@ -71,6 +71,9 @@ enum Request {
         spec: String,
         /// The array's segment name.
         name: String,
+        /// The (device, inode) of the client's array: the name must still
+        /// name that object.
+        identity: (u64, u64),
     },
     /// Reduce the array `name` with a catalog reduction.
     Reduce {
@@ -78,6 +81,8 @@ enum Request {
         spec: String,
         /// The array's segment name.
         name: String,
+        /// As for `Run`.
+        identity: (u64, u64),
     },
 }
 
@@ -221,10 +226,18 @@ fn named_identity(name: &str) -> Option<(u64, u64)> {
 }
 
 impl Arrays {
-    /// The array `name` names now, attached once.
-    fn get(&mut self, name: &str) -> Result<&mut Cached, Failure> {
+    /// The array `name`, attached once, if the name still names the
+    /// client's object `identity` (else the client's array was unlinked,
+    /// and another may have taken its name: never touch that one).
+    fn get(&mut self, name: &str, identity: (u64, u64)) -> Result<&mut Cached, Failure> {
+        if named_identity(name) != Some(identity) {
+            return Err(Failure::Refused(format!(
+                "the array {name} was unlinked (or its name now names another object): the kernel \
+                 server attaches arrays by name, so run and reduce need an array whose name is still there"
+            )));
+        }
         let stale = match self.0.get(name) {
-            Some((identity, _)) => named_identity(name) != Some(*identity),
+            Some((cached, _)) => *cached != identity,
             None => true,
         };
         if stale {
@@ -252,18 +265,30 @@ impl Arrays {
     }
 }
 
-fn run_kernel(pool: &Pool, arrays: &mut Arrays, spec: &str, name: &str) -> Result<(), Failure> {
+fn run_kernel(
+    pool: &Pool,
+    arrays: &mut Arrays,
+    spec: &str,
+    name: &str,
+    identity: (u64, u64),
+) -> Result<(), Failure> {
     let kernel: Elementwise = spec
         .parse()
         .map_err(|e: shmpar_kernels::Error| Failure::Refused(e.to_string()))?;
-    match arrays.get(name)? {
+    match arrays.get(name, identity)? {
         Cached::F32(a) => pool.run(a, Serde(kernel), apply_f32)?,
         Cached::F64(a) => pool.run(a, Serde(kernel), apply_f64)?,
     }
     Ok(())
 }
 
-fn reduce_array(pool: &Pool, arrays: &mut Arrays, spec: &str, name: &str) -> Result<ReductionValue, Failure> {
+fn reduce_array(
+    pool: &Pool,
+    arrays: &mut Arrays,
+    spec: &str,
+    name: &str,
+    identity: (u64, u64),
+) -> Result<ReductionValue, Failure> {
     let reduction: BuiltinReduction = spec
         .parse()
         .map_err(|e: shmpar_kernels::Error| Failure::Refused(e.to_string()))?;
@@ -275,7 +300,7 @@ fn reduce_array(pool: &Pool, arrays: &mut Arrays, spec: &str, name: &str) -> Res
     };
     // The spec travels as text and is parsed again in each worker.
     let params = Serde(reduction.to_string());
-    let partial = match arrays.get(name)? {
+    let partial = match arrays.get(name, identity)? {
         Cached::F32(a) => pool.map_reduce_with(&*a, params, partial_f32, combine)?,
         Cached::F64(a) => pool.map_reduce_with(&*a, params, partial_f64, combine)?,
     };
@@ -288,8 +313,12 @@ fn reduce_array(pool: &Pool, arrays: &mut Arrays, spec: &str, name: &str) -> Res
 fn answer(pool: &Pool, arrays: &mut Arrays, request: Request) -> Reply {
     arrays.drop_gone();
     let outcome = match request {
-        Request::Run { spec, name } => run_kernel(pool, arrays, &spec, &name).map(|()| Reply::Done),
-        Request::Reduce { spec, name } => reduce_array(pool, arrays, &spec, &name).map(Reply::Value),
+        Request::Run { spec, name, identity } => {
+            run_kernel(pool, arrays, &spec, &name, identity).map(|()| Reply::Done)
+        }
+        Request::Reduce { spec, name, identity } => {
+            reduce_array(pool, arrays, &spec, &name, identity).map(Reply::Value)
+        }
     };
     outcome.unwrap_or_else(|failure| match failure {
         Failure::Refused(message) => Reply::Failed {
@@ -394,6 +423,14 @@ pub(crate) fn check_spec(kind: &str, spec: &str) -> PyResult<()> {
         ),
         _ => return Err(Error::new_err(format!("unknown kernel kind {kind:?}"))),
     };
+    if let Ok(BuiltinReduction::Histogram(h)) = spec.parse::<BuiltinReduction>() {
+        if h.bins() > MAX_REPLY_BINS {
+            return Err(Error::new_err(format!(
+                "{spec:?} asks for {} bins; the package returns histograms of at most {MAX_REPLY_BINS} bins",
+                h.bins()
+            )));
+        }
+    }
     match this {
         None => Ok(()),
         Some(_) if other && kind == "run" => Err(Error::new_err(format!(
@@ -405,6 +442,10 @@ pub(crate) fn check_spec(kind: &str, spec: &str) -> PyResult<()> {
         Some(e) => Err(Error::new_err(e.to_string())),
     }
 }
+
+/// The most histogram bins a reply carries (16 bytes a bin, within the
+/// message limit with room to spare).
+const MAX_REPLY_BINS: usize = 8 << 20;
 
 /// Why an exchange with the server did not bring a reply.
 enum Lost {
@@ -616,6 +657,7 @@ impl KernelClient {
         let request = Request::Run {
             spec: spec.to_owned(),
             name: array.name().to_owned(),
+            identity: array.identity(),
         };
         match self.request(py, request)? {
             Reply::Done => Ok(()),
@@ -633,6 +675,7 @@ impl KernelClient {
         let request = Request::Reduce {
             spec: spec.to_owned(),
             name: array.name().to_owned(),
+            identity: array.identity(),
         };
         match self.request(py, request)? {
             Reply::Value(value) => value_to_python(py, value),

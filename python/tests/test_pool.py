@@ -835,3 +835,89 @@ def test_a_library_may_create_arrays_when_imported_by_a_guarded_program(tmp_path
 def test_shapes_numpy_refuses_are_refused(shape):
     with pytest.raises(TypeError):
         shmpar.SharedArray.create(shape)
+
+
+# ---- a fourth review's findings ----
+
+def test_run_and_reduce_never_touch_an_array_that_took_an_unlinked_ones_name(pool):
+    with shmpar.Scope() as scope:
+        a = scope.create(1000)
+        a.array[:] = 4.0
+        assert pool.reduce("sum", a) == 4000.0
+        name = a.name
+        a.unlink()
+        # Another array takes the name.
+        b = scope.create((10, 3), "float32")
+        b.array[:] = 9
+        os.rename("/dev/shm/" + b.name, "/dev/shm/" + name)
+        try:
+            with pytest.raises(shmpar.Error, match="unlinked"):
+                pool.reduce("sum", a)
+            with pytest.raises(shmpar.Error, match="unlinked"):
+                pool.run("fill:7", a)
+            assert float(b.array.sum()) == 270.0  # untouched
+        finally:
+            os.unlink("/dev/shm/" + name)
+
+
+def test_a_library_that_runs_jobs_at_import_cannot_start_workers_without_end(tmp_path):
+    (tmp_path / "eager_lib.py").write_text(
+        "import shmpar\n"
+        "def f(ctx, chunk):\n"
+        "    return ctx.rank\n"
+        "with shmpar.Scope() as s, shmpar.Pool(2) as p:\n"
+        "    RESULT = p.map_chunks(f, s.create(10))\n"
+    )
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import eager_lib\n"
+        "if __name__ == '__main__':\n"
+        "    print(eager_lib.RESULT)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode != 0
+    assert "starts pool workers" in out.stderr, out.stderr
+
+
+def test_map_chunks_works_with_descriptors_numbered_past_1024(pool):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("cannot open 1100 descriptors here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        with shmpar.Scope() as scope, shmpar.Pool(workers=2) as fresh:
+            assert fresh.map_chunks(rank, scope.create(10)) == [0, 1]
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_exit_does_not_wait_for_a_job_in_a_daemon_thread(tmp_path):
+    script = tmp_path / "daemon_job.py"
+    script.write_text(
+        "import threading, time, shmpar\n"
+        "def slow(ctx, chunk):\n"
+        "    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    s = shmpar.Scope(); a = s.create(10)\n"
+        "    p = shmpar.Pool(2)\n"
+        "    p.map_chunks(lambda_free := None or (lambda *x: None), a) if False else None\n"
+        "    threading.Thread(target=p.map_chunks, args=(slow, a), daemon=True).start()\n"
+        "    time.sleep(2)\n"
+        "    print('exiting', flush=True)\n"
+    )
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "exiting" in out.stdout, out.stderr
+    assert time.monotonic() - start < 15
+
+
+def test_a_histogram_too_large_to_return_is_refused_up_front(pool):
+    with shmpar.Scope() as scope:
+        with pytest.raises(shmpar.Error, match="at most"):
+            pool.reduce("histogram:0:1:40000000", scope.create(10))
+        assert pool.reduce("sum", scope.create(10)) == 0.0
