@@ -21,6 +21,7 @@ multithreaded process. Every worker dies with this process
 Linux sends that signal when the creating *thread* exits).
 """
 
+import operator
 import os
 import pickle
 import select
@@ -592,8 +593,8 @@ class _PoolState:
                         settle(worker, _wire.recv(worker.result_fd) if readable else None)
                 if failure is not None and pending and time.monotonic() - failed_at > GRACE_SECONDS:
                     for worker in list(pending.values()):
+                        settle(worker, ("aborted",))  # before kill() forgets its pipe
                         worker.kill()
-                        settle(worker, ("aborted",))
                 if failure is None and finished and pending and control.arrived() == len(pending):
                     # Every unfinished worker waits at the barrier for one
                     # that already returned: that phase can never complete.
@@ -744,8 +745,12 @@ class Pool:
     def __init__(self, workers=None):
         if workers is None:
             workers = len(os.sched_getaffinity(0))
-        if not isinstance(workers, int) or isinstance(workers, bool):
-            raise TypeError(f"workers must be an int, not {type(workers).__name__}")
+        if isinstance(workers, bool):
+            raise TypeError("workers must be an int, not bool")
+        try:
+            workers = operator.index(workers)  # int, numpy integers
+        except TypeError:
+            raise TypeError(f"workers must be an int, not {type(workers).__name__}") from None
         if not 1 <= workers <= MAX_WORKERS:
             raise Error(f"a pool has 1 to {MAX_WORKERS} workers, not {workers}")
         if _shmpar._bootstrapping() is not None:

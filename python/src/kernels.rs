@@ -412,14 +412,18 @@ pub(crate) fn _serve_kernels(
 /// lists the valid names) for an unknown or malformed spec.
 #[pyfunction]
 pub(crate) fn check_spec(kind: &str, spec: &str) -> PyResult<()> {
+    // The kernel's name alone tells its kind, whatever its parameters.
+    let name = spec.split(':').next().unwrap_or(spec);
     let (this, other) = match kind {
         "run" => (
             spec.parse::<Elementwise>().err(),
-            spec.parse::<BuiltinReduction>().is_ok(),
+            spec.parse::<BuiltinReduction>().is_ok()
+                || (name.parse::<BuiltinReduction>().is_ok() && name.parse::<Elementwise>().is_err()),
         ),
         "reduce" => (
             spec.parse::<BuiltinReduction>().err(),
-            spec.parse::<Elementwise>().is_ok(),
+            spec.parse::<Elementwise>().is_ok()
+                || (name.parse::<Elementwise>().is_ok() && name.parse::<BuiltinReduction>().is_err()),
         ),
         _ => return Err(Error::new_err(format!("unknown kernel kind {kind:?}"))),
     };
@@ -434,10 +438,10 @@ pub(crate) fn check_spec(kind: &str, spec: &str) -> PyResult<()> {
     match this {
         None => Ok(()),
         Some(_) if other && kind == "run" => Err(Error::new_err(format!(
-            "{spec:?} is a reduction: use Pool.reduce({spec:?}, array)"
+            "{name:?} is a reduction: use Pool.reduce({spec:?}, array)"
         ))),
         Some(_) if other => Err(Error::new_err(format!(
-            "{spec:?} is an elementwise kernel: use Pool.run({spec:?}, array)"
+            "{name:?} is an elementwise kernel: use Pool.run({spec:?}, array)"
         ))),
         Some(e) => Err(Error::new_err(e.to_string())),
     }

@@ -54,10 +54,18 @@ fn _cleanup_now() {
 }
 
 /// In a child forked by `os.fork`: this process owns none of the segments
-/// its parent created, so its `atexit` cleanup must not unlink them.
+/// its parent created, so its `atexit` cleanup must not unlink them; and
+/// it may attach its parent's arrays afresh by name (as `multiprocessing`
+/// children with the fork start do).
 #[pyfunction]
 fn _forget_owned() {
     shmpar_core::cleanup::forget_registered();
+    // SAFETY: in this package no Rust reference outlives a call: `.array`
+    // views are NumPy arrays over the mapping, and the Rust kernels run in
+    // the kernel server, never in a user's process; so a handle inherited
+    // from the parent and a new one of the same object never alias Rust
+    // references.
+    unsafe { shmpar_core::segment::forget_inherited_handles() };
 }
 
 /// Marks this process (a pool's Python worker) as importing the main

@@ -799,7 +799,7 @@ def test_a_worker_that_ignores_sigterm_still_dies_with_its_parent(tmp_path):
         "import os, signal, time, shmpar\n"
         "def stubborn(ctx, chunk):\n"
         "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "    print(os.getpid(), flush=True)\n"
+        "    os.write(1, f'{os.getpid()}\\n'.encode())  # one write: the two workers' lines never mix\n"
         "    time.sleep(60)\n"
         "if __name__ == '__main__':\n"
         "    with shmpar.Scope() as s, shmpar.Pool(2) as p:\n"
@@ -921,3 +921,48 @@ def test_a_histogram_too_large_to_return_is_refused_up_front(pool):
         with pytest.raises(shmpar.Error, match="at most"):
             pool.reduce("histogram:0:1:40000000", scope.create(10))
         assert pool.reduce("sum", scope.create(10)) == 0.0
+
+
+# ---- a fifth review's findings ----
+
+def fail_one_while_the_other_works(ctx, chunk):
+    if ctx.rank == 1:
+        raise ValueError("boom in rank 1")
+    time.sleep(3)
+
+
+def test_a_failure_while_another_worker_is_busy_is_raised_as_itself(pool):
+    with shmpar.Scope() as scope:
+        with pytest.raises(ValueError, match="boom in rank 1"):
+            pool.map_chunks(fail_one_while_the_other_works, scope.create(10))
+        assert pool.map_chunks(rank, scope.create(10)) == [0, 1]
+
+
+def test_a_forked_child_attaches_its_parents_array_by_name(tmp_path):
+    script = tmp_path / "forked.py"
+    script.write_text(
+        "import multiprocessing as mp, shmpar\n"
+        "def child(name):\n"
+        "    shmpar.SharedArray.attach(name).array[:] = 7\n"
+        "if __name__ == '__main__':\n"
+        "    with shmpar.Scope() as s:\n"
+        "        a = s.create(4)\n"
+        "        p = mp.get_context('fork').Process(target=child, args=(a.name,))\n"
+        "        p.start(); p.join()\n"
+        "        print(p.exitcode, a.array.tolist())\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.stdout.strip() == "0 [7.0, 7.0, 7.0, 7.0]", out.stderr
+
+
+def test_worker_counts_may_be_numpy_integers():
+    with shmpar.Pool(workers=np.int64(2)) as pool:
+        assert pool.workers == 2
+    with pytest.raises(TypeError):
+        shmpar.Pool(workers=True)
+
+
+def test_a_reduction_with_a_bad_parameter_given_to_run_says_it_is_a_reduction(pool):
+    with shmpar.Scope() as scope:
+        with pytest.raises(shmpar.Error, match='"var" is a reduction'):
+            pool.run("var:-1", scope.create(10))

@@ -51,6 +51,28 @@ pub(crate) fn is_registered(identity: (u64, u64)) -> bool {
     live().contains(&identity)
 }
 
+/// Forgets every recorded handle: for a child forked from a process that
+/// held handles, which will not use its copies of them (a language runtime
+/// whose forked children attach arrays afresh by name, such as Python's
+/// `multiprocessing` with the fork start).
+///
+/// # Safety
+/// After this, a new handle of an object whose inherited handle still
+/// exists in this process may be made; building Rust references through
+/// both (a `&mut` view through one and any view through the other) would
+/// alias. The caller promises that the inherited handles are never used to
+/// make views again. (Dropping one later removes the record of a new
+/// handle of the same object, if there is one.) Does nothing if another
+/// thread held the registry's lock at the fork: that lock stays held in
+/// the child, and waiting for it would never end.
+pub unsafe fn forget_inherited() {
+    match LIVE.try_lock() {
+        Ok(mut live) => live.clear(),
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().clear(),
+        Err(std::sync::TryLockError::WouldBlock) => {}
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut live = live();
