@@ -39,18 +39,20 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List shmpar segments in /dev/shm, with their creator and whether it lives.
+    /// List shmpar segments in /dev/shm, with their creator and whether any
+    /// process holds them (maps them now).
     Ls {
         /// Print one JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Remove segments whose creator is dead (never one whose creator lives).
+    /// Remove segments no process holds (never one that a process maps,
+    /// creator or attacher).
     Gc {
         /// Only list what would be removed.
         #[arg(long)]
         dry_run: bool,
-        /// Also remove segments their dead creator persisted on purpose
+        /// Also remove segments their creator persisted on purpose
         /// (`SegmentOptions::persist`), which gc otherwise keeps.
         #[arg(long)]
         include_persistent: bool,

@@ -38,9 +38,9 @@ pub(crate) use peek::open_for_reading;
 pub use peek::{Peek, liveness, peek, peek_creator, peek_data};
 use place::Place;
 pub use place::unlink_if;
-pub use registry::forget_inherited as forget_inherited_handles;
 pub(crate) use place::{SHM_DIR, remove_at};
 use registry::Registration;
+pub use registry::forget_inherited as forget_inherited_handles;
 
 /// Where a segment lives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -600,7 +600,7 @@ fn machine_section(out: &Path, r: &Results, tag: &str) -> Res<String> {
     if !r.segments.is_empty() {
         writeln!(
             md,
-            "## Segment create and attach against size\n\ncreate = `SharedArray::create` (shm_open, `posix_fallocate`, mmap, header); attach = `SharedArray::attach` (shm_open, fstat, mmap, header check), both without touching the data; prefault = `Segment::prefault` (`MADV_POPULATE_WRITE`) of a fresh attachment: the page-table cost every new mapping pays, up front or as page faults during its first pass.\n\n| size | create ms | attach µs (median (IQR) / p90) | prefault ms |\n|---|---|---|---|"
+            "## Segment create and attach against size\n\ncreate = `SharedArray::create` (shm_open, `posix_fallocate`, mmap, header); attach = `SharedArray::attach` (shm_open, fstat, mmap, header check), both without touching the data; prefault = `Segment::prefault` (`MADV_POPULATE_READ`) of a fresh attachment: the page-table cost every new mapping pays, up front or as page faults during its first pass.\n\n| size | create ms | attach µs (median (IQR) / p90) | prefault ms |\n|---|---|---|---|"
         )?;
         for s in &r.segments {
             match &s.skipped {
@@ -785,7 +785,7 @@ const METHOD: &str = "
   | backends alive | all of them (idle ones asleep) | all of them (idle ones asleep) |
   | kernel call | `fn` pointer, no parameters; the mean's partial is a plain `f64` | `fn` pointer with the kernel spec as a serde parameter; the mean's partial travels serialized |
   | ratio | median of per-round ratios | ratio of the two medians |
-  | repeats | `--repeat` (51) at 10^8, more at smaller sizes | `--repeat` (10 by default; the harness passes its own) |
+  | repeats | `--repeat` (51) at 10^8, more at smaller sizes | `--repeat` (by default at least 10 runs and 0.5 s of them per configuration, at most 200; the harness passes its own) |
 
   Both alternate the backends, so a change of the machine's speed while a kernel is measured
   lands on every backend alike (compare ran each backend's repeats back to back until this
