@@ -105,6 +105,9 @@ pub struct Backend {
     /// rayon threads: dropping it waits for them to be gone, so a pool
     /// built right after may fork.
     threads_before: Option<usize>,
+    /// The largest encoded parameters a job takes, as on the process
+    /// backend (`PoolBuilder::param_bytes`).
+    param_bytes: usize,
 }
 
 impl Drop for Backend {
@@ -149,6 +152,7 @@ impl Backend {
             });
         }
         let threads_before = sys::thread_count();
+        let param_bytes = builder.param_bytes;
         let engine = match kind {
             BackendKind::Processes => Engine::Processes(Box::new(builder.workers(workers).build()?)),
             BackendKind::Threads => Engine::Threads(
@@ -164,6 +168,7 @@ impl Backend {
             workers,
             engine,
             threads_before,
+            param_bytes,
         })
     }
 
@@ -198,9 +203,11 @@ impl Backend {
     ) -> Result<()> {
         match &self.engine {
             Engine::Processes(pool) => pool.run(args, params, f),
-            _ => self
-                .local::<A, ()>(&args, |ctx, views| A::Kind::call_run(f, ctx, views, &params))
-                .map(drop),
+            _ => {
+                let params = self.carried(&params)?;
+                self.local::<A, ()>(&args, |ctx, views| A::Kind::call_run(f, ctx, views, &params))
+                    .map(drop)
+            }
         }
     }
 
@@ -244,7 +251,7 @@ impl Backend {
         match &self.engine {
             Engine::Processes(pool) => pool.map_reduce(args, map, combine),
             _ => fold(
-                self.local::<A, R>(&args, |_, views| A::Kind::call_plain_map(map, views))?,
+                carried_all(self.local::<A, R>(&args, |_, views| A::Kind::call_plain_map(map, views))?)?,
                 combine,
             ),
         }
@@ -264,10 +271,15 @@ impl Backend {
     ) -> Result<R> {
         match &self.engine {
             Engine::Processes(pool) => pool.map_reduce_with(args, params, map, combine),
-            _ => fold(
-                self.local::<A, R>(&args, |ctx, views| A::Kind::call_map(map, ctx, views, &params))?,
-                combine,
-            ),
+            _ => {
+                let params = self.carried(&params)?;
+                fold(
+                    carried_all(
+                        self.local::<A, R>(&args, |ctx, views| A::Kind::call_map(map, ctx, views, &params))?,
+                    )?,
+                    combine,
+                )
+            }
         }
     }
 
@@ -292,6 +304,7 @@ impl Backend {
             return pool.double_buffer(a, b, steps, params, f);
         }
         crate::job::check_buffers(a, b)?;
+        let params = self.carried(&params)?;
         let arrays: [&dyn Any; 2] = [&*a, &*b];
         let rows = a.rows();
         let align = crate::job::row_align([a.segment(), b.segment()], rows);
@@ -302,6 +315,24 @@ impl Backend {
             unsafe { share.steps(steps, &params, f) }
         })
         .map(drop)
+    }
+
+    /// `params` as the workers of a pool get them: encoded (refused past
+    /// `param_bytes`, as on processes) and decoded again, so a value that
+    /// does not survive its encoding fails, or changes, alike on every
+    /// backend.
+    fn carried<P: Transfer>(&self, params: &P) -> Result<P> {
+        let mut bytes = Vec::new();
+        params.encode(&mut bytes)?;
+        if bytes.len() > self.param_bytes {
+            return Err(Error::TooLarge {
+                what: "the encoded parameter block",
+                size: bytes.len(),
+                max: self.param_bytes,
+                setting: "PoolBuilder::param_bytes",
+            });
+        }
+        P::decode(&bytes)
     }
 
     /// Runs `call` on every chunk of `args` on the threads or serially;
@@ -472,6 +503,19 @@ impl<'a> SyncArrays<'a> {
 // plain data), shared read-only as `&dyn Any`; the threads make views of
 // disjoint rows from them (`Share::run`).
 unsafe impl Sync for SyncArrays<'_> {}
+
+/// Partial results as a pool's coordinator gets them: each encoded by its
+/// worker and decoded (see [`Backend::carried`]).
+fn carried_all<R: Transfer>(partials: Vec<R>) -> Result<Vec<R>> {
+    partials
+        .into_iter()
+        .map(|r| {
+            let mut bytes = Vec::new();
+            r.encode(&mut bytes)?;
+            R::decode(&bytes)
+        })
+        .collect()
+}
 
 fn fold<R>(partials: Vec<R>, combine: impl FnMut(R, R) -> R) -> Result<R> {
     let mut partials = partials.into_iter();

@@ -59,7 +59,7 @@ pub mod __private {
 
 pub use backend::{Backend, BackendKind};
 pub use error::{Cause, Error, PoolHealth, Result};
-pub use job::{Ctx, Schedule, WholeView, locked, whole};
+pub use job::{Ctx, LockedGuard, LockedView, Schedule, WholeView, locked, whole};
 pub use pool::{
     Canceller, DEFAULT_PARAM_BYTES, DEFAULT_PARTIAL_BYTES, MAX_POOL_WORKERS, MIN_PARTIAL_BYTES, Pool,
     PoolBuilder, Start, init,

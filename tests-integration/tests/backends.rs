@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         eprintln!("backends: a check has hung for 120 s");
         std::process::exit(2);
     });
-    let checks: [(&str, Check); 9] = [
+    let checks: [(&str, Check); 10] = [
         (
             "the double buffer gives the same bits everywhere",
             double_buffer_agrees,
@@ -77,6 +77,10 @@ fn main() -> ExitCode {
         (
             "results spilled past the slot leave no segment behind",
             spills_leave_nothing,
+        ),
+        (
+            "parameters past param_bytes are refused on every backend",
+            big_params_refused,
         ),
     ];
     let (total, mut failed) = (checks.len(), 0);
@@ -307,6 +311,27 @@ fn spills_leave_nothing(backends: &[Backend]) -> Result<(), String> {
         return Err(format!(
             "/dev/shm held {before} entries before the jobs and {after} after"
         ));
+    }
+    Ok(())
+}
+
+fn big_params_refused(backends: &[Backend]) -> Result<(), String> {
+    let a = SharedArray::from_array(&Array1::from_elem(10, 1.0_f64)).map_err(|e| e.to_string())?;
+    for (b, kind) in kinds(backends) {
+        // 100,000 bytes of parameters: past the default 64 KiB everywhere.
+        let got = b.map_reduce_with(
+            &a,
+            shmpar::Serde(vec![1_u8; 100_000]),
+            |_ctx, rows, p| rows.sum() + p.0.len() as f64,
+            |x, y| x + y,
+        );
+        match got {
+            Err(Error::TooLarge {
+                setting: "PoolBuilder::param_bytes",
+                ..
+            }) => {}
+            other => return Err(format!("{kind}: {other:?}")),
+        }
     }
     Ok(())
 }

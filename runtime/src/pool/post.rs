@@ -152,7 +152,7 @@ impl Inner {
             ControlView::new(&self.control).expect("the pool created its control segment with these sizes");
         if job.params.len() > view.param_capacity() {
             return Err(Error::TooLarge {
-                what: "the kernel parameters",
+                what: "the encoded parameter block",
                 size: job.params.len(),
                 max: view.param_capacity(),
                 setting: "PoolBuilder::param_bytes",
