@@ -373,6 +373,13 @@ def read_first(ctx, chunk):
     return float(ctx.array[0])
 
 
+def assert_each_job_sees_its_own_data(pool, a):
+    """No answer left over from an earlier job is taken for a later one."""
+    for i in range(1, 4):
+        a.array[0] = i
+        assert pool.map_chunks(read_first, a) == [float(i), float(i)]
+
+
 def exit_zero(ctx, chunk):
     import sys
 
@@ -393,9 +400,7 @@ def test_an_interrupted_worker_start_leaves_no_stale_result(monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             pool.map_chunks(read_first, a)
         monkeypatch.setattr(shmpar._pool._PoolState, "await_check_in", real)
-        for i in range(1, 4):
-            a.array[0] = i
-            assert pool.map_chunks(read_first, a) == [float(i), float(i)]
+        assert_each_job_sees_its_own_data(pool, a)
 
 
 def test_sys_exit_in_a_worker_is_a_worker_failure_not_the_callers_exit(pool):
@@ -529,9 +534,7 @@ def test_an_interrupted_post_leaves_no_stale_result(monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             pool.map_chunks(rank, a)
         monkeypatch.setattr(shmpar._pool._wire, "send", real)
-        for i in range(1, 4):
-            a.array[0] = i
-            assert pool.map_chunks(read_first, a) == [float(i), float(i)]
+        assert_each_job_sees_its_own_data(pool, a)
 
 
 def test_a_failed_worker_start_leaves_the_next_job_right(monkeypatch):

@@ -8,20 +8,15 @@
 //! One single-threaded process (`harness = false`): pools fork, and a
 //! `chdir` would disturb tests running beside it.
 
+mod common;
+
 use std::path::Path;
 use std::process::ExitCode;
 
 use ndarray::Array1;
 use shmpar::{Backend, BackendKind, Pool, SegmentOptions, SharedArray};
 
-fn children() -> Vec<i32> {
-    let me = std::process::id();
-    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
+use common::children;
 
 /// Mappings of removed shared-memory objects in `pid`.
 fn deleted_mappings(pid: i32) -> usize {

@@ -7,19 +7,14 @@
 //! One single-threaded process (`harness = false`): the pool forks its
 //! workers, and replacing one needs a single-threaded coordinator.
 
+mod common;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmpar::{Cause, Error, Pool, SharedArray};
 
-fn children() -> Vec<i32> {
-    let me = std::process::id();
-    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
+use common::children;
 
 fn check(what: &str, result: Result<(), String>) -> bool {
     match result {

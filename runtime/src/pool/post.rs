@@ -119,15 +119,8 @@ impl Inner {
         desc.narrays = 0;
         desc.rows = 0;
         desc.params_len = 0;
-        let view = self.view();
-        let control = view.control();
-        control.done.store(0);
-        for line in &control.workers[..workers] {
-            line.status.store(status::PENDING, Ordering::Relaxed);
-        }
-        // SAFETY: every worker is idle (as in `prepare`).
-        unsafe { control.job.get().write(*self.desc) };
-        control.post.post();
+        self.publish(workers);
+        self.view().control().post.post();
         let outcome = self.wait_job(workers, &[]);
         self.finish(outcome, 0, workers, true).map(|_| true)
     }
@@ -214,6 +207,15 @@ impl Inner {
         desc.params_len = job.params.len() as u64;
         // SAFETY: the coordinator, while every worker is idle.
         unsafe { view.write_params(&job.params) };
+        self.publish(n);
+        Ok(())
+    }
+
+    /// Resets the per-job words of `n` workers and writes the descriptor;
+    /// the next increment of `post` publishes them. Only while every
+    /// worker is idle (see `prepare`).
+    fn publish(&self, n: usize) {
+        let view = self.view();
         let control = view.control();
         control.done.store(0);
         control.next_chunk.0.store(0, Ordering::Relaxed);
@@ -223,7 +225,6 @@ impl Inner {
         // SAFETY: no worker reads the descriptor now (all are idle, waiting
         // for the next increment of `post`, which publishes this write).
         unsafe { control.job.get().write(*self.desc) };
-        Ok(())
     }
 
     pub(crate) fn view(&self) -> ControlView<'_> {

@@ -156,3 +156,13 @@ pub fn names_with_prefix(prefix: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The pids of this process's children (those its main thread started).
+pub fn children() -> Vec<i32> {
+    let me = std::process::id();
+    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
